@@ -1,0 +1,3 @@
+from glue_bench.cli import main
+
+main()

@@ -1,0 +1,174 @@
+"""The `glue-bench` command line: thin Typer commands over library functions.
+
+Nothing here imports torch at module level: `--help` and the table commands start fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from glue_bench.errors import GlueBenchError
+from glue_bench.spec import JobSpec
+from glue_bench.tasks import GLUE_TASKS, TASKS, splits_present
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Houlsby adapters vs full fine-tuning on GLUE, under DeepSpeed.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def configure_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(console=err_console, show_path=False)], force=True)
+    for noisy in ("httpx", "urllib3", "filelock", "DeepSpeed", "torch.distributed"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def fail(message: str) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+@app.command()
+def tasks(data_dir: Annotated[Optional[Path], typer.Option(help="glue_data folder to check for splits")] = None):
+    """Print the GLUE tasks (fields, labels, metrics, sizes) and which splits DATA_DIR holds.
+
+    Example: glue-bench tasks --data-dir ../shared/glue_data
+    """
+    table = Table(title="GLUE tasks")
+    for col in ("task", "text fields", "labels", "metrics", "splits (official size)", "submission"):
+        table.add_column(col)
+    if data_dir is not None:
+        table.add_column(f"in {data_dir}")
+    for name in (*GLUE_TASKS, "ax"):
+        t = TASKS[name]
+        labels = "regression 0..5" if t.is_regression else ", ".join(f"{i} {n}" for i, n in enumerate(t.label_names))
+        metrics = ", ".join(f"{m}" + (f" ({s})" if s != "dev" else "") for s, m in t.metrics) or "-"
+        sizes = ", ".join(f"{s} {n:,}" for s, n in t.sizes.items())
+        row = [t.display, ", ".join(t.text_fields), labels, metrics, sizes, ", ".join(t.submission_files.values())]
+        if data_dir is not None:
+            present = splits_present(t, data_dir)
+            row.append(", ".join(f"{s} {'yes' if ok else '[red]missing[/red]'}" for s, ok in present.items()))
+        table.add_row(*row)
+    console.print(table)
+
+
+@app.command()
+def train(
+    spec_file: Annotated[Optional[Path], typer.Option("--spec", help="job spec JSON (flags below override it)")] = None,
+    model: Annotated[Optional[str], typer.Option(help="hub id or model folder")] = None,
+    task: Annotated[Optional[str], typer.Option(help="GLUE task, e.g. rte")] = None,
+    method: Annotated[Optional[str], typer.Option(help="full | houlsby | layernorm_head")] = None,
+    bottleneck: Annotated[Optional[int], typer.Option(help="Houlsby adapter size m")] = None,
+    non_linearity: Annotated[Optional[str], typer.Option(help="gelu | relu | swish | tanh")] = None,
+    adapter_init_std: Annotated[Optional[float], typer.Option(help="adapter init std (default 1e-3)")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="global batch size")] = None,
+    epochs: Annotated[Optional[int], typer.Option()] = None,
+    max_seq_length: Annotated[Optional[int], typer.Option()] = None,
+    learning_rate: Annotated[Optional[float], typer.Option()] = None,
+    warmup_ratio: Annotated[Optional[float], typer.Option()] = None,
+    weight_decay: Annotated[Optional[float], typer.Option()] = None,
+    seed: Annotated[Optional[int], typer.Option()] = None,
+    data_dir: Annotated[Optional[str], typer.Option(help="glue_data folder, or 'hub' (default: GLUE_DATA_DIR, else hub)")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option(help="results folder (default results/train/<job-id>)")] = None,
+    max_train_samples: Annotated[Optional[int], typer.Option(help="random training subset")] = None,
+    max_eval_samples: Annotated[Optional[int], typer.Option(help="random dev subset")] = None,
+    predict_test: Annotated[Optional[bool], typer.Option("--predict-test/--no-predict-test")] = None,
+    group_by_length: Annotated[Optional[bool], typer.Option("--group-by-length/--no-group-by-length")] = None,
+    eval_every_steps: Annotated[Optional[int], typer.Option(help="also evaluate every N steps")] = None,
+    zero_stage: Annotated[Optional[int], typer.Option(help="DeepSpeed ZeRO stage 0, 1 or 2")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="auto | fp32 | bf16 | fp16")] = None,
+    num_gpus: Annotated[Optional[int], typer.Option(help="GPUs (data-parallel ranks); 0 = CPU")] = None,
+    num_procs: Annotated[Optional[int], typer.Option(help="CPU data-parallel processes")] = None,
+    keep_checkpoints: Annotated[Optional[bool], typer.Option("--keep-checkpoints/--no-keep-checkpoints")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="tokenisation cache (default GLUE_BENCH_CACHE or ~/.cache/glue-bench)")] = None,
+    force: Annotated[bool, typer.Option(help="rerun a done job (its old results are moved aside)")] = False,
+    dry_run: Annotated[bool, typer.Option(help="print the job spec and how it would run")] = False,
+):
+    """Fine-tune one GLUE job (full or Houlsby adapters) under DeepSpeed.
+
+    Example: glue-bench train --model sentence-transformers/all-MiniLM-L6-v2 --task rte --method houlsby --bottleneck 64 --learning-rate 1e-3
+    """
+    from glue_bench.launch import launch, torchrun_command
+    from glue_bench.results import is_done
+
+    configure_logging()
+    flags = {k: v for k, v in {
+        "model": model, "task": task, "method": method, "bottleneck": bottleneck, "non_linearity": non_linearity,
+        "adapter_init_std": adapter_init_std, "batch_size": batch_size, "epochs": epochs, "max_seq_length": max_seq_length,
+        "learning_rate": learning_rate, "warmup_ratio": warmup_ratio, "weight_decay": weight_decay, "seed": seed,
+        "data": data_dir, "max_train_samples": max_train_samples, "max_eval_samples": max_eval_samples,
+        "predict_test": predict_test, "group_by_length": group_by_length, "eval_every_steps": eval_every_steps,
+        "zero_stage": zero_stage, "precision": precision, "num_gpus": num_gpus, "num_procs": num_procs,
+        "keep_checkpoints": keep_checkpoints}.items() if v is not None}
+    try:
+        base = JobSpec.load(spec_file).to_dict() if spec_file else {}
+        if task is not None:
+            from glue_bench.tasks import get_task
+            flags["task"] = get_task(task).name
+        spec = JobSpec.from_dict({**base, **flags})
+        out = output_dir or Path("results") / "train" / spec.job_id
+        old = JobSpec.load(out / "spec.json") if (out / "spec.json").is_file() else None
+        if old is not None and old.job_id != spec.job_id:
+            raise GlueBenchError(f"{out} holds another job ({old.job_id}); choose another --output-dir")
+        if is_done(out):
+            if not force:
+                console.print(f"{spec.job_id} is already done in {out} (use --force to rerun)")
+                return
+            aside = out.with_name(f"{out.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+            shutil.move(out, aside)
+            console.print(f"moved the old results aside to {aside}")
+    except GlueBenchError as e:
+        raise fail(str(e)) from None
+    if dry_run:
+        console.print_json(spec.to_json())
+        how = "in this process" if spec.world_size == 1 else " ".join(
+            torchrun_command(out / "spec.json", out, spec.world_size, 0, cache_dir))
+        console.print(f"would run {spec.job_id} into {out} ({spec.world_size} rank(s)) {how}")
+        return
+    code = launch(spec, out, cache_dir)
+    if code == 0:
+        console.print(f"[green]done[/green] {spec.job_id} -> {out}/metrics.json")
+    elif code == 75:
+        err_console.print(f"stopped; a checkpoint is saved: rerun the same command to resume {spec.job_id}")
+    elif not (out / "error.json").is_file() or code != 1:
+        err_console.print(f"[red]job {spec.job_id} failed (exit {code}); see {out}/train.log[/red]")
+    raise typer.Exit(code)
+
+
+@app.command("predict")
+def predict_cmd(
+    checkpoint: Annotated[Path, typer.Option(help="a finished job's results folder")],
+    task: Annotated[str, typer.Option(help="the task the job was trained on")],
+    split: Annotated[str, typer.Option(help="dev, test, dev_matched, ..., ax")],
+    data_dir: Annotated[Optional[str], typer.Option(help="glue_data folder or 'hub' (default: the job's)")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="output TSV (default CHECKPOINT/predict/SPLIT.tsv)")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="tokenisation cache")] = None,
+):
+    """Predict a split with a saved adapter (on a fresh base model) or a saved model.
+
+    Example: glue-bench predict --checkpoint results/train/rte-houlsby-... --task rte --split test
+    """
+    configure_logging()
+    try:
+        from glue_bench.predict import predict_split
+
+        path, rows = predict_split(checkpoint, task, split, data_dir, out, cache_dir)
+    except GlueBenchError as e:
+        raise fail(str(e)) from None
+    console.print(f"wrote {rows} predictions to {path}")
+
+
+def main() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app()

@@ -1,0 +1,34 @@
+"""GLUE metrics from scikit-learn and scipy, and the task score (no torch here)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+from glue_bench.tasks import Task
+
+METRIC_FUNCTIONS = {
+    "accuracy": lambda y, p: accuracy_score(y, p),
+    "f1": lambda y, p: f1_score(y, p),
+    "matthews_correlation": lambda y, p: matthews_corrcoef(y, p),
+    "pearson": lambda y, p: pearsonr(y, p).statistic,
+    "spearman": lambda y, p: spearmanr(y, p).statistic,
+}
+
+
+def compute_metrics(task: Task, split: str, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """The task's metrics on one dev split, e.g. `{"f1": 0.88, "accuracy": 0.84}`."""
+    out = {}
+    for metric_split, name in task.metrics:
+        if metric_split == split:
+            value = float(METRIC_FUNCTIONS[name](labels, predictions))
+            out[name] = 0.0 if math.isnan(value) else value  # constant predictions: correlation undefined
+    return out
+
+
+def task_score(task: Task, dev_metrics: dict[str, dict[str, float]]) -> float:
+    """The GLUE task score: the mean of the task's score metrics (MNLI: mean of matched and mismatched)."""
+    return float(np.mean([dev_metrics[split][name] for split, name in task.score]))

@@ -1,0 +1,62 @@
+"""Predict a split with a finished job's saved weights (adapter on a fresh base model, or a full model)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from glue_bench.errors import GlueBenchError
+from glue_bench.spec import JobSpec
+from glue_bench.tasks import get_task
+
+log = logging.getLogger(__name__)
+
+
+def load_trained_model(checkpoint: Path, spec: JobSpec, task):
+    """The model of a results folder: `model/` (full fine-tuning) or base model + `adapter.safetensors`."""
+    from safetensors.torch import load_file
+
+    from glue_bench.checkpoint import load_trainable_state
+    from glue_bench.methods import apply_method
+    from glue_bench.models import load_model, load_tokenizer
+
+    if (checkpoint / "model").is_dir():
+        return load_model(str(checkpoint / "model"), task), load_tokenizer(str(checkpoint / "model"))
+    adapter = checkpoint / "adapter.safetensors"
+    if not adapter.is_file():
+        raise GlueBenchError(f"{checkpoint} has neither model/ nor adapter.safetensors: is the job done?")
+    model = load_model(spec.model, task)
+    apply_method(model, spec)
+    try:
+        load_trainable_state(model, load_file(str(adapter)))
+    except ValueError as e:
+        raise GlueBenchError(f"{adapter}: {e}") from None
+    return model, load_tokenizer(spec.model)
+
+
+def predict_split(checkpoint: Path, task_name: str, split: str, data: str | None, out: Path | None,
+                  cache_dir: Path | None = None) -> tuple[Path, int]:
+    """Write predictions for `split` of `task_name` to `out`; returns (path, rows)."""
+    from transformers import DataCollatorWithPadding
+
+    from glue_bench.data import TokenCache, resolve_data_source
+    from glue_bench.train import SingleProcess, predict, write_predictions
+
+    checkpoint = Path(checkpoint)
+    spec = JobSpec.load(checkpoint / "spec.json")
+    task = get_task(task_name)
+    if task.name != spec.task:
+        raise GlueBenchError(f"{checkpoint} was trained on {spec.task}, not {task.name}")
+    if split not in task.prediction_splits:
+        raise GlueBenchError(f"{task.display} has no split {split!r}; choose {', '.join(task.prediction_splits)}")
+    model, tokenizer = load_trained_model(checkpoint, spec, task)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    source = resolve_data_source(data if data is not None else spec.data)
+    encoded = TokenCache(cache_dir).encoded(task, split, source, tokenizer, spec.max_seq_length)
+    preds, _ = predict(model, encoded, task, SingleProcess(device), DataCollatorWithPadding(tokenizer), 64)
+    out = Path(out) if out else checkpoint / "predict" / f"{split}.tsv"
+    rows = write_predictions(out, task, encoded, preds, with_labels=split in task.dev_splits)
+    return out, rows

