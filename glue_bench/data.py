@@ -84,7 +84,13 @@ def hub_dataset_to_split(task: Task, ds) -> SplitData:
 
 def tokenizer_fingerprint(tokenizer) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    blob = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    if backend is not None:
+        state = json.loads(backend.to_str())
+        state.pop("truncation", None)  # call-time settings, changed by every tokenizer(...) call
+        state.pop("padding", None)
+        blob = json.dumps(state, sort_keys=True)
+    else:
+        blob = json.dumps(tokenizer.get_vocab(), sort_keys=True)
     return hashlib.sha256((type(tokenizer).__name__ + blob).encode()).hexdigest()[:16]
 
 

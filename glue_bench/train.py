@@ -218,6 +218,18 @@ def predict(model, encoded: Encoded, task: Task, run: Run, collator, batch_size:
     return all_pred, {"rows_per_rank": [p[0].size for p in parts]}
 
 
+def frozen_digest(model) -> str:
+    """sha256 over every frozen parameter's bytes: proves they come out of training bit-identical."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            digest.update(name.encode())
+            digest.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def labels_by_idx(encoded: Encoded) -> np.ndarray:
     return encoded.labels[np.argsort(encoded.idx, kind="stable")]
 
@@ -302,6 +314,8 @@ def main(spec: JobSpec, output_dir: Path, cache_dir: Path | None = None) -> dict
     model.to(run.device)
     log.info("job %s: %s on %s, %s; trainable %d of %d parameters (%.2f%% of the base model)", spec.job_id,
              spec.method, task.display, spec.model, counts.trainable, counts.total, counts.trainable_percent)
+
+    frozen_before = frozen_digest(model)
 
     # data
     source = resolve_data_source(spec.data)
@@ -457,6 +471,9 @@ def main(spec: JobSpec, output_dir: Path, cache_dir: Path | None = None) -> dict
         if run.is_main:
             predictions[split] = write_predictions(output_dir / "predictions" / f"{split}.tsv", task, encoded,
                                                    preds, with_labels=False)
+    frozen_after = frozen_digest(module)
+    if frozen_after != frozen_before:
+        raise RuntimeError("frozen parameters changed during training")
     digests = run.gather(float(sum(p.double().sum().item() for _, p in ckpt.trainable_named_parameters(module))))
     if len(set(digests)) != 1:
         raise RuntimeError(f"ranks ended with different parameters: {digests}")
@@ -495,6 +512,7 @@ def main(spec: JobSpec, output_dir: Path, cache_dir: Path | None = None) -> dict
                             "micro_batch_size": micro, "gradient_accumulation_steps": accum,
                             "zero_stage": ds_config["zero_optimization"]["stage"], "precision": precision,
                             "device": str(run.device.type), "param_sums_per_rank": digests},
+            "frozen_parameters_sha256": frozen_after,
             "cache": {"hits": cache.hits, "misses": cache.misses},
             "provenance": {
                 "data": {"source": "hub" if source == "hub" else "glue_data",

@@ -1,0 +1,54 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# No network in tests: the hub client fails at once instead of retrying for ~23 s.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["WANDB_MODE"] = "disabled"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.pop("GLUE_DATA_DIR", None)
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).parent / "fixtures"
+REAL_GLUE = Path(os.environ.get("GLUE_BENCH_REAL_DATA", ROOT.parent / "shared" / "glue_data"))
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(scope="session")
+def real_glue() -> Path:
+    assert REAL_GLUE.is_dir(), f"the real GLUE files are expected at {REAL_GLUE}"
+    return REAL_GLUE
+
+
+@pytest.fixture(scope="session")
+def fixture_glue() -> Path:
+    return FIXTURES / "glue_data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def token_cache(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("token-cache")
+    os.environ["GLUE_BENCH_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    from tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-bert"), "bert")
+
+
+def glue_bench(*args: str, cwd: Path | None = None, check: bool = True, timeout: int = 600,
+               env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real `glue-bench` console script in a subprocess."""
+    exe = Path(sys.executable).with_name("glue-bench")
+    proc = subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"glue-bench {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return proc
