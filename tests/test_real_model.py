@@ -1,0 +1,44 @@
+"""Quality on real data with a real pretrained model: all-MiniLM-L6-v2 on SST-2 (minutes on 2 cores)."""
+
+import json
+
+import pytest
+from conftest import glue_bench
+from tiny import MINILM
+
+# 2,000 random training rows, 1 epoch, batch 32, max length 128, warmup 10%, seed fixed; the whole dev set.
+COMMON = ("--model", MINILM, "--task", "sst2", "--max-train-samples", "2000", "--epochs", "1", "--batch-size", "32",
+          "--max-seq-length", "128", "--warmup-ratio", "0.1", "--seed", "42", "--no-predict-test")
+
+
+@pytest.fixture(scope="module")
+def accuracies(tmp_path_factory, real_glue) -> dict[str, float]:
+    runs = {"full": ("--method", "full", "--learning-rate", "5e-5"),
+            "houlsby": ("--method", "houlsby", "--bottleneck", "64", "--learning-rate", "1e-3"),
+            "layernorm_head": ("--method", "layernorm_head", "--learning-rate", "1e-3")}
+    out = {}
+    for name, args in runs.items():
+        folder = tmp_path_factory.mktemp(name)
+        glue_bench("train", *COMMON, *args, "--data-dir", str(real_glue), "--output-dir", str(folder), timeout=900)
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["eval_examples"] == {"dev": 872}
+        out[name] = metrics["dev"]["dev"]["accuracy"]
+        out[name + "_trainable"] = metrics["parameters"]["trainable"]
+    print("SST-2 dev accuracy:", json.dumps(out))
+    return out
+
+
+@pytest.mark.slow
+def test_full_fine_tuning_learns_sst2(accuracies):
+    assert accuracies["full"] >= 0.72
+
+
+@pytest.mark.slow
+def test_houlsby_m64_learns_sst2_with_605954_parameters(accuracies):
+    assert accuracies["houlsby"] >= 0.76
+    assert accuracies["houlsby_trainable"] == 605_954
+
+
+@pytest.mark.slow
+def test_adapters_beat_layernorms_and_head_alone_by_two_points(accuracies):
+    assert accuracies["houlsby"] >= accuracies["layernorm_head"] + 0.02
