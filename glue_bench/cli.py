@@ -169,6 +169,141 @@ def predict_cmd(
     console.print(f"wrote {rows} predictions to {path}")
 
 
+def _split(values: Optional[str]) -> Optional[list[str]]:
+    return [v.strip() for v in values.split(",") if v.strip()] if values else None
+
+
+@app.command()
+def plan(
+    sweep_file: Annotated[Path, typer.Argument(help="sweep YAML")],
+    jobs_dir: Annotated[Path, typer.Option(help="where jobs/<name>/ goes")] = Path("jobs"),
+    results_dir: Annotated[Path, typer.Option(help="where results/<name>/ goes")] = Path("results"),
+    skip_missing: Annotated[bool, typer.Option(help="leave out tasks whose data is missing (and say which)")] = False,
+    dry_run: Annotated[bool, typer.Option(help="say what would be planned; write nothing")] = False,
+):
+    """Expand a sweep file into one job spec per job under jobs/<name>/ plus a manifest.
+
+    Example: glue-bench plan jobs/demo.yaml
+    """
+    from glue_bench.plan import describe, plan_sweep
+    from glue_bench.sweep import load_sweep
+
+    try:
+        result = plan_sweep(load_sweep(sweep_file), jobs_dir, results_dir, skip_missing, dry_run)
+    except GlueBenchError as e:
+        raise fail(str(e)) from None
+    console.print(("[dry run] " if dry_run else "") + describe(result), highlight=False)
+    return result
+
+
+def _render_factory():
+    from rich.live import Live
+
+    live = Live(console=console, refresh_per_second=2, transient=False) if console.is_terminal else None
+
+    def render(executor) -> None:
+        if live is None:
+            return
+        counts = executor.counts()
+        eta = executor.eta_seconds()
+        table = Table(title=f"{executor.manifest['name']}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+                      + (f", ETA {eta / 60:.0f} min" if eta else ""))
+        for col in ("job", "slot", "epoch", "step", "running for"):
+            table.add_column(col)
+        from glue_bench.executors.local import job_progress
+
+        for run in executor.running.values():
+            p = job_progress(executor.job_dir(run.job_id))
+            epoch = f"{p['epoch']:.2f}" if isinstance(p.get("epoch"), float | int) else "-"
+            table.add_row(run.job_id, run.slot.name, epoch, str(p.get("step", "-")),
+                          f"{time.time() - run.started:.0f} s")
+        if not live.is_started:
+            live.start()
+        live.update(table)
+
+    def close() -> None:
+        if live is not None and live.is_started:
+            live.stop()
+    return render, close
+
+
+@app.command()
+def run(
+    jobs_dir: Annotated[Path, typer.Argument(help="a planned sweep: jobs/<name>")],
+    executor: Annotated[str, typer.Option(help="local")] = "local",
+    gpus: Annotated[Optional[str], typer.Option(help="GPU indices to use, e.g. 0,1,3 (default: all visible)")] = None,
+    gpus_per_job: Annotated[Optional[int], typer.Option(help="GPUs per job (overrides the sweep; 0 = CPU)")] = None,
+    procs_per_job: Annotated[Optional[int], typer.Option(help="CPU processes per job")] = None,
+    slots: Annotated[Optional[int], typer.Option(help="concurrent CPU jobs (cores are split between them)")] = None,
+    retries: Annotated[int, typer.Option(help="retries of a failed job")] = 0,
+    only: Annotated[Optional[str], typer.Option(help="tasks (cola,rte) or job ids to run")] = None,
+    force: Annotated[bool, typer.Option(help="rerun done jobs (old results are moved aside)")] = False,
+    lease_seconds: Annotated[float, typer.Option(help="claim lease; a dead runner's jobs free up after it")] = 120.0,
+    dry_run: Annotated[bool, typer.Option(help="say what would run, how many jobs, and how")] = False,
+):
+    """Run a planned sweep's pending jobs on this machine's GPUs or CPU slots.
+
+    Example: glue-bench run jobs/demo --slots 2
+    """
+    from glue_bench.executors.local import LocalExecutor, make_slots
+
+    configure_logging()
+    if executor != "local":
+        raise fail(f"unknown executor {executor!r}; this version has: local")
+    try:
+        from glue_bench.plan import load_manifest
+
+        manifest = load_manifest(jobs_dir)
+        per_job = manifest.get("gpus_per_job", 1) if gpus_per_job is None else gpus_per_job
+        procs = procs_per_job or manifest.get("procs_per_job", 1)
+        gpu_list = [int(g) for g in _split(gpus)] if gpus else None
+        slot_list = make_slots(gpu_list, per_job, slots, procs)
+        ex = LocalExecutor(jobs_dir, slot_list, retries=retries, only=_split(only), force=force,
+                           lease_s=lease_seconds, gpus_per_job=gpus_per_job, procs_per_job=procs_per_job,
+                           on_event=lambda kind, msg: console.print(msg, highlight=False))
+    except (GlueBenchError, ValueError) as e:
+        raise fail(str(e)) from None
+    if dry_run:
+        pending = ex.pending() if not force else ex.order
+        where = ", ".join(s.name for s in slot_list)
+        console.print(f"[dry run] would run {len(pending)} of {len(ex.order)} jobs on {len(slot_list)} slot(s) "
+                      f"({where}), largest first; results in {ex.results_dir}", highlight=False)
+        for job_id in pending:
+            console.print(f"  {job_id}", highlight=False)
+        return
+    render, close = _render_factory()
+    try:
+        outcome = ex.run(render=render)
+    finally:
+        close()
+    counts = ex.counts()
+    console.print(", ".join(f"{k} {v}" for k, v in counts.items()) + f" ({len(outcome.done)} finished now)")
+    for job_id, error in outcome.failed.items():
+        err_console.print(f"[red]failed[/red] {job_id}: {error}", highlight=False)
+    if outcome.exit_code:
+        raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+def status(jobs_dir: Annotated[Path, typer.Argument(help="a planned sweep: jobs/<name>")]):
+    """Counts of a sweep's jobs, failed jobs with their error, running jobs and where.
+
+    Example: glue-bench status jobs/demo
+    """
+    from glue_bench.executors.local import sweep_status
+
+    try:
+        st = sweep_status(jobs_dir)
+    except GlueBenchError as e:
+        raise fail(str(e)) from None
+    console.print(", ".join(f"{k} {len(v)}" for k, v in st.items()), highlight=False)
+    for job in st["running"]:
+        console.print(f"running {job['id']} on {job['where']} (epoch {job.get('epoch')}, step {job.get('step')})",
+                      highlight=False)
+    for job in st["failed"]:
+        console.print(f"[red]failed[/red] {job['id']} (attempt {job['attempt']}): {job['error']}", highlight=False)
+
+
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()

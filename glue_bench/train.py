@@ -37,6 +37,7 @@ from glue_bench.data import (
     train_batches,
 )
 from glue_bench.errors import GlueBenchError
+from glue_bench.executors.claims import LeaseKeeper
 from glue_bench.launch import EXIT_INTERRUPTED, free_port
 from glue_bench.methods import ParameterCounts, apply_method
 from glue_bench.metrics import compute_metrics, task_score
@@ -279,7 +280,10 @@ def setup_logging(output_dir: Path, is_main: bool) -> None:
     root.setLevel(logging.INFO)
     if not is_main:
         return
-    handler = logging.FileHandler(output_dir / "train.log")
+    if os.environ.get("GLUE_BENCH_LOG_CAPTURED"):  # an executor already writes our output to train.log
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        handler = logging.FileHandler(output_dir / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
@@ -299,6 +303,7 @@ def main(spec: JobSpec, output_dir: Path, cache_dir: Path | None = None) -> dict
     output_dir.mkdir(parents=True, exist_ok=True)
     run = Run(spec)
     setup_logging(output_dir, run.is_main)
+    lease = LeaseKeeper.from_environment(output_dir) if run.is_main else None
     if run.is_main:
         atomic_write_text(output_dir / "spec.json", spec.to_json())
     run.install_signal_handlers()
@@ -527,6 +532,8 @@ def main(spec: JobSpec, output_dir: Path, cache_dir: Path | None = None) -> dict
             "spec": spec.to_dict(),
         }
         atomic_write_json(output_dir / "metrics.json", metrics)  # last: its presence means "done"
+        if lease is not None:
+            lease.stop()
         if not spec.keep_checkpoints:
             import shutil
             shutil.rmtree(ckpt_dir, ignore_errors=True)

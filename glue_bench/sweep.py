@@ -1,0 +1,221 @@
+"""Sweep files: a YAML grid of tasks x methods x hyperparameters x seeds, expanded into job specs.
+
+Pure functions, no torch. The sweep file's keys are documented in docs/sweeps.md; every grid key takes a
+scalar or a list, method sections override the top level, and `task_overrides` override both per task.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from glue_bench.errors import GlueBenchError
+from glue_bench.spec import METHODS, JobSpec
+from glue_bench.tasks import GLUE_TASKS, TASKS, get_task
+
+# Sweep keys that become job spec fields (sweep name -> spec field); each takes a scalar or a list.
+GRID_KEYS = {
+    "seeds": "seed", "seed": "seed", "epochs": "epochs", "learning_rate": "learning_rate",
+    "bottleneck": "bottleneck", "non_linearity": "non_linearity", "adapter_init_std": "adapter_init_std",
+    "batch_size": "batch_size", "max_seq_length": "max_seq_length", "warmup_ratio": "warmup_ratio",
+    "weight_decay": "weight_decay", "max_grad_norm": "max_grad_norm", "data_seed": "data_seed",
+    "max_train_samples": "max_train_samples", "max_eval_samples": "max_eval_samples",
+    "predict_test": "predict_test", "group_by_length": "group_by_length", "eval_every_steps": "eval_every_steps",
+    "precision": "precision", "zero_stage": "zero_stage", "micro_batch_size": "micro_batch_size",
+    "log_every_steps": "log_every_steps", "keep_checkpoints": "keep_checkpoints",
+}
+# Keys that say where or how jobs run (one value for the whole sweep).
+FLOAT_FIELDS = {"learning_rate", "adapter_init_std", "warmup_ratio", "weight_decay", "max_grad_norm"}
+RUN_KEYS = {"gpus_per_job", "procs_per_job", "wandb"}
+TOP_KEYS = {"name", "model", "data", "tasks", "methods", "task_overrides", "tags", *GRID_KEYS, *RUN_KEYS}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sweep:
+    """A validated sweep file."""
+
+    name: str
+    """Sweep name: jobs/<name>/, results/<name>/, the wandb group."""
+    model: str
+    """Hub id or model folder (a folder is made absolute)."""
+    data: str = "auto"
+    """`auto`, `hub`, or a glue_data folder (made absolute)."""
+    tasks: tuple[str, ...] = GLUE_TASKS
+    """Tasks of the grid."""
+    methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Method -> its grid keys."""
+    grid: dict[str, Any] = field(default_factory=dict)
+    """Top-level grid keys."""
+    task_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Task -> grid keys that win for that task."""
+    gpus_per_job: int = 1
+    """GPUs per job (0 = CPU jobs); `run --gpus-per-job` overrides; not part of job ids."""
+    procs_per_job: int = 1
+    """CPU processes per job when gpus_per_job is 0."""
+    wandb: dict[str, Any] = field(default_factory=dict)
+    """Tracking section (project, entity, tags, mode)."""
+    tags: tuple[str, ...] = ()
+    """Tags given to every job."""
+    source: str | None = None
+    """The file the sweep was read from."""
+
+
+def _bad(key: str, value: Any, why: str) -> GlueBenchError:
+    return GlueBenchError(f"sweep key {key}: bad value {value!r} ({why})")
+
+
+def _as_list(key: str, value: Any) -> list:
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise _bad(key, value, "empty list")
+    for v in values:
+        if isinstance(v, dict | list):
+            raise _bad(key, value, "expected a scalar or a list of scalars")
+    return values
+
+
+def _check_grid(where: str, grid: Any) -> dict[str, list]:
+    if grid is None:
+        return {}
+    if not isinstance(grid, dict):
+        raise _bad(where, grid, "expected a mapping of grid keys")
+    out = {}
+    for key, value in grid.items():
+        if key not in GRID_KEYS:
+            raise GlueBenchError(f"sweep key {where}.{key}: unknown key; grid keys are {', '.join(sorted(GRID_KEYS))}")
+        values = _as_list(f"{where}.{key}", value)
+        if GRID_KEYS[key] in FLOAT_FIELDS:
+            values = [_number(f"{where}.{key}", v) for v in values]
+        out[GRID_KEYS[key]] = values
+    return out
+
+
+def _number(key: str, value: Any) -> float:
+    """YAML 1.1 reads `3e-4` (no dot) as a string: accept it as the number it spells."""
+    if isinstance(value, bool):
+        raise _bad(key, value, "expected a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise _bad(key, value, "expected a number") from None
+
+
+def _absolute_if_path(value: str, base: Path) -> str:
+    path = Path(value).expanduser()
+    candidate = path if path.is_absolute() else base / path
+    if value.startswith((".", "/", "~")) or candidate.is_dir():
+        return str(candidate.resolve())
+    return value
+
+
+def parse_sweep(data: Any, source: str | None = None, base: Path | None = None) -> Sweep:
+    """Validate a loaded sweep mapping; every error names the key and the bad value."""
+    base = base or Path.cwd()
+    if not isinstance(data, dict):
+        raise GlueBenchError("sweep file: expected a mapping of keys at the top level")
+    unknown = sorted(set(data) - TOP_KEYS)
+    if unknown:
+        raise GlueBenchError(f"sweep key {unknown[0]}: unknown key; see docs/sweeps.md")
+    for key in ("name", "model", "methods"):
+        if key not in data:
+            raise GlueBenchError(f"sweep key {key}: missing")
+    name = data["name"]
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        raise _bad("name", name, "a folder name without '/'")
+    model = data["model"]
+    if not isinstance(model, str) or not model:
+        raise _bad("model", model, "a hub id or a model folder")
+    data_source = data.get("data", "auto")
+    if not isinstance(data_source, str):
+        raise _bad("data", data_source, "auto, hub or a glue_data folder")
+    if data_source not in ("auto", "hub"):
+        data_source = _absolute_if_path(data_source, base)
+    tasks = data.get("tasks", "all")
+    if tasks == "all":
+        tasks = list(GLUE_TASKS)
+    try:
+        task_names = tuple(dict.fromkeys(get_task(t).name for t in _as_list("tasks", tasks)))
+    except GlueBenchError as e:
+        raise _bad("tasks", tasks, str(e)) from None
+    if "ax" in task_names:
+        raise _bad("tasks", tasks, "AX is predicted by the MNLI jobs, not trained")
+    methods = data["methods"]
+    if isinstance(methods, list):
+        methods = dict.fromkeys(methods)
+    if not isinstance(methods, dict) or not methods:
+        raise _bad("methods", methods, f"a mapping of methods ({', '.join(METHODS)}) to their grid keys")
+    method_grids = {}
+    for method, grid in methods.items():
+        if method not in METHODS:
+            raise _bad("methods", method, f"choose from {', '.join(METHODS)}")
+        method_grids[method] = _check_grid(f"methods.{method}", grid)
+    overrides = data.get("task_overrides") or {}
+    if not isinstance(overrides, dict):
+        raise _bad("task_overrides", overrides, "a mapping of task -> grid keys")
+    task_grids = {}
+    for task, grid in overrides.items():
+        if str(task).lower() not in TASKS:
+            raise _bad("task_overrides", task, "not a GLUE task")
+        task_grids[get_task(str(task)).name] = _check_grid(f"task_overrides.{task}", grid)
+    gpus = data.get("gpus_per_job", 1)
+    if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 0:
+        raise _bad("gpus_per_job", gpus, "0 for CPU jobs or a positive integer")
+    procs = data.get("procs_per_job", 1)
+    if not isinstance(procs, int) or isinstance(procs, bool) or procs < 1:
+        raise _bad("procs_per_job", procs, "a positive integer")
+    wandb = data.get("wandb") or {}
+    if not isinstance(wandb, dict):
+        raise _bad("wandb", wandb, "a mapping (project, entity, tags, mode)")
+    tags = data.get("tags") or []
+    top = _check_grid("", {k: v for k, v in data.items() if k in GRID_KEYS})
+    return Sweep(name=name, model=_absolute_if_path(model, base), data=data_source, tasks=task_names,
+                 methods=method_grids, grid=top, task_overrides=task_grids, gpus_per_job=gpus,
+                 procs_per_job=procs, wandb=wandb, tags=tuple(_as_list("tags", tags)) if tags else (),
+                 source=source)
+
+
+def load_sweep(path: str | os.PathLike) -> Sweep:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise GlueBenchError(f"no sweep file at {path}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise GlueBenchError(f"{path}:{where} not valid YAML ({getattr(e, 'problem', e)})") from None
+    return parse_sweep(data, source=str(path.resolve()), base=path.resolve().parent)
+
+
+def expand_sweep(sweep: Sweep) -> list[JobSpec]:
+    """Every job of the grid, in a stable order (task, method, then the grid), without duplicates."""
+    jobs: dict[str, JobSpec] = {}
+    for task in sweep.tasks:
+        for method, method_grid in sweep.methods.items():
+            grid = {**sweep.grid, **method_grid, **sweep.task_overrides.get(task, {})}
+            if method != "houlsby":
+                grid.pop("bottleneck", None)
+            keys = sorted(grid)
+            for values in itertools.product(*(grid[k] for k in keys)):
+                fields = dict(zip(keys, values, strict=True))
+                try:
+                    spec = JobSpec(task=task, model=sweep.model, method=method, data=sweep.data,
+                                   num_gpus=sweep.gpus_per_job, num_procs=sweep.procs_per_job,
+                                   tags=sweep.tags, **fields)
+                except GlueBenchError as e:
+                    raise GlueBenchError(f"sweep {sweep.name}, {task} {method}: {e}") from None
+                jobs.setdefault(spec.job_id, spec)
+    return list(jobs.values())
+
+
+def job_size(spec: JobSpec) -> int:
+    """Training examples x epochs: the scheduler starts the largest jobs first."""
+    n = TASKS[spec.task].sizes.get("train", 0)
+    if spec.max_train_samples is not None:
+        n = min(n, spec.max_train_samples)
+    return n * spec.epochs
