@@ -23,8 +23,8 @@ from glue_bench.tasks import GLUE_TASKS, TASKS, splits_present
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Houlsby adapters vs full fine-tuning on GLUE, under DeepSpeed.")
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def configure_logging(verbose: bool = False) -> None:

@@ -6,7 +6,6 @@ that left the sweep move to jobs/<name>/retired/ and leave the manifest (their r
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,7 +136,3 @@ def describe(plan: Plan) -> str:
              f"results go to {plan.results_dir}"]
     parts += [f"skipped {TASKS[t].display}: {why}" for t, why in plan.skipped.items()]
     return "; ".join(parts[:3]) + ("\n" + "\n".join(parts[3:]) if parts[3:] else "")
-
-
-def manifest_json(jobs_dir: Path) -> str:
-    return json.dumps(load_manifest(jobs_dir), indent=2)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from glue_bench.errors import GlueBenchError
+from glue_bench.errors import GlueBenchError, SpecFieldError
 from glue_bench.model_source import model_identity
 from glue_bench.tasks import TASKS
 
@@ -95,7 +95,7 @@ class JobSpec:
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> GlueBenchError:
-            return GlueBenchError(f"job spec field {name}={getattr(self, name)!r}: {why}")
+            return SpecFieldError(name, getattr(self, name), why)
 
         if self.task not in TASKS or self.task == "ax":
             raise bad("task", f"choose one of {', '.join(t for t in TASKS if t != 'ax')}")

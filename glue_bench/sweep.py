@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from glue_bench.errors import GlueBenchError
+from glue_bench.errors import GlueBenchError, SpecFieldError
 from glue_bench.spec import METHODS, JobSpec
 from glue_bench.tasks import GLUE_TASKS, TASKS, get_task
 
@@ -87,10 +87,10 @@ def _check_grid(where: str, grid: Any) -> dict[str, list]:
     out = {}
     for key, value in grid.items():
         if key not in GRID_KEYS:
-            raise GlueBenchError(f"sweep key {where}.{key}: unknown key; grid keys are {', '.join(sorted(GRID_KEYS))}")
-        values = _as_list(f"{where}.{key}", value)
+            raise GlueBenchError(f"sweep key {where}{key}: unknown key; grid keys are {', '.join(sorted(GRID_KEYS))}")
+        values = _as_list(f"{where}{key}", value)
         if GRID_KEYS[key] in FLOAT_FIELDS:
-            values = [_number(f"{where}.{key}", v) for v in values]
+            values = [_number(f"{where}{key}", v) for v in values]
         out[GRID_KEYS[key]] = values
     return out
 
@@ -153,7 +153,7 @@ def parse_sweep(data: Any, source: str | None = None, base: Path | None = None) 
     for method, grid in methods.items():
         if method not in METHODS:
             raise _bad("methods", method, f"choose from {', '.join(METHODS)}")
-        method_grids[method] = _check_grid(f"methods.{method}", grid)
+        method_grids[method] = _check_grid(f"methods.{method}.", grid)
     overrides = data.get("task_overrides") or {}
     if not isinstance(overrides, dict):
         raise _bad("task_overrides", overrides, "a mapping of task -> grid keys")
@@ -161,7 +161,7 @@ def parse_sweep(data: Any, source: str | None = None, base: Path | None = None) 
     for task, grid in overrides.items():
         if str(task).lower() not in TASKS:
             raise _bad("task_overrides", task, "not a GLUE task")
-        task_grids[get_task(str(task)).name] = _check_grid(f"task_overrides.{task}", grid)
+        task_grids[get_task(str(task)).name] = _check_grid(f"task_overrides.{task}.", grid)
     gpus = data.get("gpus_per_job", 1)
     if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 0:
         raise _bad("gpus_per_job", gpus, "0 for CPU jobs or a positive integer")
@@ -207,10 +207,20 @@ def expand_sweep(sweep: Sweep) -> list[JobSpec]:
                     spec = JobSpec(task=task, model=sweep.model, method=method, data=sweep.data,
                                    num_gpus=sweep.gpus_per_job, num_procs=sweep.procs_per_job,
                                    tags=sweep.tags, **fields)
-                except GlueBenchError as e:
-                    raise GlueBenchError(f"sweep {sweep.name}, {task} {method}: {e}") from None
+                except SpecFieldError as e:
+                    raise _bad(_key_of(sweep, task, method, e.field), e.value, e.why) from None
                 jobs.setdefault(spec.job_id, spec)
     return list(jobs.values())
+
+
+def _key_of(sweep: Sweep, task: str, method: str, field_name: str) -> str:
+    """The sweep key that set a job spec field (the most specific one)."""
+    names = [k for k, v in GRID_KEYS.items() if v == field_name] or [field_name]
+    for where, grid in ((f"task_overrides.{task}.", sweep.task_overrides.get(task, {})),
+                        (f"methods.{method}.", sweep.methods.get(method, {})), ("", sweep.grid)):
+        if field_name in grid:
+            return where + names[0]
+    return {"num_gpus": "gpus_per_job", "num_procs": "procs_per_job"}.get(field_name, field_name)
 
 
 def job_size(spec: JobSpec) -> int:

@@ -1,0 +1,161 @@
+"""Sweeps for real: the local executor runs tiny jobs as subprocesses with real DeepSpeed on 2 CPU slots."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import glue_bench
+
+from glue_bench.results import is_done
+
+
+def write_sweep(root: Path, model: Path, data: Path, **changes) -> Path:
+    sweep = {"name": "tiny", "model": str(model), "data": str(data), "tasks": ["rte", "mrpc", "stsb"],
+             "methods": {"full": {"learning_rate": 1e-4}, "houlsby": {"bottleneck": 4, "learning_rate": 1e-3}},
+             "epochs": 2, "seeds": 1, "batch_size": 16, "max_seq_length": 64, "max_train_samples": 128,
+             "max_eval_samples": 32, "predict_test": False, "gpus_per_job": 0, **changes}
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    return path
+
+
+def events(root: Path) -> list[dict]:
+    path = root / "jobs" / "tiny" / "events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def results(root: Path) -> dict[str, dict]:
+    out = {}
+    for folder in (root / "results" / "tiny").iterdir():
+        if is_done(folder):
+            out[folder.name] = json.loads((folder / "metrics.json").read_text())
+    return out
+
+
+def runner(root: Path, *args: str) -> subprocess.Popen:
+    exe = Path(sys.executable).with_name("glue-bench")
+    return subprocess.Popen([str(exe), "run", "jobs/tiny", "--slots", "2", *args], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, tiny_bert, real_glue) -> Path:
+    root = tmp_path_factory.mktemp("sweep")
+    glue_bench("plan", str(write_sweep(root, tiny_bert, real_glue)), cwd=root)
+    proc = glue_bench("run", "jobs/tiny", "--slots", "2", cwd=root)
+    assert "done 6, running 0, failed 0, pending 0" in proc.stdout
+    return root
+
+
+def test_six_jobs_on_two_slots_all_done(uninterrupted):
+    starts = [e for e in events(uninterrupted) if e["event"] == "start"]
+    assert len(starts) == 6 and {e["slot"] for e in starts} == {"cpu0", "cpu1"}
+    assert len(results(uninterrupted)) == 6
+    status = glue_bench("status", "jobs/tiny", cwd=uninterrupted)
+    assert "done 6, running 0, failed 0, pending 0" in status.stdout
+    again = glue_bench("run", "jobs/tiny", "--slots", "2", cwd=uninterrupted)  # done jobs never rerun
+    assert len([e for e in events(uninterrupted) if e["event"] == "start"]) == 6
+    assert "0 finished now" in again.stdout
+
+
+def test_machine_crash_mid_sweep_loses_and_duplicates_nothing(uninterrupted, tiny_bert, real_glue, tmp_path):
+    root = tmp_path / "crash"
+    glue_bench("plan", str(write_sweep(root, tiny_bert, real_glue)), cwd=root)
+    proc = runner(root)
+
+    def mid_epoch_two() -> bool:
+        folders = list((root / "results" / "tiny").glob("*")) if (root / "results" / "tiny").exists() else []
+        return any(is_done(f) for f in folders) and any(
+            list(f.glob("checkpoints/last-*")) and not is_done(f) for f in folders)
+
+    start = time.time()
+    while not mid_epoch_two():
+        assert proc.poll() is None and time.time() - start < 300, "the sweep ended before the crash point"
+        time.sleep(0.02)
+    subprocess.run(["pkill", "-KILL", "-f", str(root)])  # the runner and every job process it started
+    proc.wait()
+    done_before = set(results(root))
+    crashed_events = len(events(root))
+    assert 0 < len(done_before) < 6
+
+    glue_bench("run", "jobs/tiny", "--slots", "2", cwd=root)
+    after = events(root)[crashed_events:]
+    restarted = {e["job"] for e in after if e["event"] == "start"}
+    assert not restarted & done_before  # nothing done is run again
+    final = results(root)
+    assert len(final) == 6
+    resumed = [j for j in restarted if any(
+        r.get("event") == "resume" and r["step"] > 0
+        for r in map(json.loads, (root / "results" / "tiny" / j / "history.jsonl").read_text().splitlines()))]
+    assert resumed, "no job resumed from a checkpoint"
+    reference = results(uninterrupted)
+    for job, metrics in final.items():
+        for split, values in metrics["dev"].items():
+            assert values == pytest.approx(reference[job]["dev"][split], abs=1e-4), job
+
+
+def test_two_runners_run_each_job_exactly_once(tiny_bert, real_glue, tmp_path):
+    root = tmp_path / "two"
+    glue_bench("plan", str(write_sweep(root, tiny_bert, real_glue, epochs=1)), cwd=root)
+    a, b = runner(root, "--slots", "1"), runner(root, "--slots", "1")
+    assert a.wait(timeout=600) == 0 and b.wait(timeout=600) == 0
+    starts = [e["job"] for e in events(root) if e["event"] == "start"]
+    assert sorted(starts) == sorted(set(starts)) and len(starts) == 6
+    assert len(results(root)) == 6
+
+
+def test_broken_data_fails_is_retried_and_reported_others_finish(tiny_bert, real_glue, tmp_path):
+    data = tmp_path / "glue_data"
+    data.mkdir()
+    os.symlink(real_glue / "MRPC", data / "MRPC")
+    shutil.copytree(real_glue / "RTE", data / "RTE")
+    (data / "RTE" / "train.tsv").chmod(0o644)
+    with (data / "RTE" / "train.tsv").open("a") as f:
+        f.write("9999\tonly two columns\n")
+    root = tmp_path / "broken"
+    glue_bench("plan", str(write_sweep(root, tiny_bert, data, tasks=["rte", "mrpc"], epochs=1,
+                                       methods={"full": {"learning_rate": 1e-4}})), cwd=root)
+    proc = glue_bench("run", "jobs/tiny", "--slots", "2", "--retries", "1", cwd=root, check=False)
+    assert proc.returncode == 1
+    assert "failed rte-full" in proc.stderr and "RTE/train.tsv:2492: malformed row" in proc.stderr
+    rte = [e for e in events(root) if e["job"].startswith("rte")]
+    assert [e["event"] for e in rte] == ["start", "retry", "start", "failed"]
+    assert list(results(root)) == [j for j in results(root) if j.startswith("mrpc")] and len(results(root)) == 1
+    error = json.loads(next((root / "results" / "tiny").glob("rte-*/error.json")).read_text())
+    assert error["attempt"] == 2 and error["type"] == "GlueBenchError"
+    status = glue_bench("status", "jobs/tiny", cwd=root)
+    assert "done 1, running 0, failed 1, pending 0" in status.stdout and "malformed row" in status.stdout
+
+
+def test_run_dry_run_says_what_would_run(tiny_bert, real_glue, tmp_path):
+    glue_bench("plan", str(write_sweep(tmp_path, tiny_bert, real_glue)), cwd=tmp_path)
+    proc = glue_bench("run", "jobs/tiny", "--slots", "2", "--only", "rte", "--dry-run", cwd=tmp_path)
+    assert "would run 2 of 2 jobs on 2 slot(s) (cpu0, cpu1)" in proc.stdout
+    assert not (tmp_path / "results").exists()
+    bad = glue_bench("run", "jobs/tiny", "--only", "squad", "--dry-run", cwd=tmp_path, check=False)
+    assert bad.returncode == 1 and "--only squad: neither a task nor a job id" in bad.stderr
+
+
+def test_interrupt_stops_jobs_with_a_checkpoint_and_releases_claims(tiny_bert, real_glue, tmp_path):
+    root = tmp_path / "ctrlc"
+    glue_bench("plan", str(write_sweep(root, tiny_bert, real_glue, tasks=["rte"], epochs=3)), cwd=root)
+    proc = runner(root)
+    start = time.time()
+    while not any(e["event"] == "start" for e in events(root)) or not list(
+            (root / "results" / "tiny").glob("*/history.jsonl")):
+        assert time.time() - start < 120
+        time.sleep(0.05)
+    time.sleep(6)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    assert {e["event"] for e in events(root)} >= {"start", "interrupted"}
+    assert not list((root / "results" / "tiny").glob("*/claim"))
+    assert list((root / "results" / "tiny").glob("*/checkpoints/last-*"))
