@@ -304,6 +304,194 @@ def status(jobs_dir: Annotated[Path, typer.Argument(help="a planned sweep: jobs/
         console.print(f"[red]failed[/red] {job['id']} (attempt {job['attempt']}): {job['error']}", highlight=False)
 
 
+@app.command()
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="sweep YAML")],
+    jobs_dir: Annotated[Path, typer.Option(help="where jobs/<name>/ goes")] = Path("jobs"),
+    results_dir: Annotated[Path, typer.Option(help="where results/<name>/ goes")] = Path("results"),
+    skip_missing: Annotated[bool, typer.Option(help="leave out tasks whose data is missing")] = False,
+    gpus: Annotated[Optional[str], typer.Option(help="GPU indices to use, e.g. 0,1,3")] = None,
+    gpus_per_job: Annotated[Optional[int], typer.Option(help="GPUs per job (overrides the sweep; 0 = CPU)")] = None,
+    slots: Annotated[Optional[int], typer.Option(help="concurrent CPU jobs")] = None,
+    retries: Annotated[int, typer.Option(help="retries of a failed job")] = 0,
+    dry_run: Annotated[bool, typer.Option(help="plan and say what would run; run nothing")] = False,
+):
+    """Plan and run a sweep, then report it (and write the submission zip when every task has test predictions).
+
+    Example: GLUE_DATA_DIR=../shared/glue_data glue-bench sweep jobs/demo.yaml --slots 2
+    """
+    result = plan(sweep_file, jobs_dir, results_dir, skip_missing, dry_run)
+    jobs = result.jobs_dir
+    code = 0
+    try:
+        run(jobs, executor="local", gpus=gpus, gpus_per_job=gpus_per_job, procs_per_job=None, slots=slots,
+            retries=retries, only=None, force=False, lease_seconds=120.0, dry_run=dry_run)
+    except typer.Exit as e:
+        code = e.exit_code
+    if dry_run:
+        return
+    finish_sweep(result.results_dir)
+    if code:
+        raise typer.Exit(code)
+
+
+def finish_sweep(results: Path) -> None:
+    """After a sweep: the report, and the submission zip when every task has test predictions."""
+    report(results, out_dir=None, show_selection=False)
+    from glue_bench.collect import collect
+    from glue_bench.report import choose_for_submission
+    from glue_bench.tasks import GLUE_TASKS
+
+    chosen = choose_for_submission(collect(results))
+    lacking = [t for t in GLUE_TASKS if t not in chosen or not all(
+        s in chosen[t].best_seed.predictions for s in TASKS[t].test_splits)]
+    if lacking:
+        console.print("no submission zip: no test predictions for " + ", ".join(TASKS[t].display for t in lacking)
+                      + f" (glue-bench submit {results} --allow-partial writes the rest)", highlight=False)
+        return
+    submit(results, out=results / "submission.zip", select="best-dev", method=None, bottleneck=None,
+           learning_rate=None, wnli="model", allow_partial=False, data_dir=None)
+
+
+@app.command()
+def report(
+    results_dir: Annotated[Path, typer.Argument(help="results/<sweep>")],
+    out_dir: Annotated[Optional[Path], typer.Option(help="where the files go (default: RESULTS_DIR/report)")] = None,
+    show_selection: Annotated[bool, typer.Option(help="print the setting chosen per task and configuration")] = False,
+):
+    """The GLUE table of a sweep: terminal, Markdown, CSV, LaTeX, JSON and plots.
+
+    Example: glue-bench report results/demo
+    """
+    from glue_bench import render
+    from glue_bench.collect import collect
+    from glue_bench.report import build_rows, missing_jobs, report_data
+
+    if not results_dir.is_dir():
+        raise fail(f"no results folder {results_dir}")
+    records = collect(results_dir)
+    if not records:
+        raise fail(f"{results_dir} holds no job results yet")
+    rows = build_rows(records)
+    data = report_data(results_dir.name, rows, records)
+    gaps = missing_jobs(records)
+    missing = [f"{len(v)} {k}" + (f" ({'; '.join(v[:3])})" if k == "failed" else "") for k, v in gaps.items() if v]
+    title = f"{results_dir.name}: {data['jobs']['done']} of {len(records)} jobs done"
+    console.print(render.rich_table(rows, title), width=max(console.width, 220))
+    for row in rows:
+        if row.kind == "method" and row.missing_tasks:
+            console.print(f"{row.label}: no results for {', '.join(TASKS[t].display for t in row.missing_tasks)}",
+                          highlight=False)
+    if missing:
+        console.print("not done: " + ", ".join(missing), highlight=False)
+    if show_selection:
+        for row in rows:
+            for task, s in row.selections.items():
+                console.print(f"{row.label} {TASKS[task].display}: lr {s.learning_rate:g}, {s.epochs} epochs, "
+                              f"seeds {[r.seed for r in s.records]}, mean dev score {100 * s.mean_score:.2f}",
+                              highlight=False)
+    files = render.write_all(data, rows, out_dir or results_dir / "report", missing)
+    console.print("wrote " + ", ".join(str(f) for f in files), highlight=False)
+
+
+@app.command()
+def submit(
+    results_dir: Annotated[Path, typer.Argument(help="results/<sweep>")],
+    out: Annotated[Path, typer.Option(help="the zip to write")] = Path("submission.zip"),
+    select: Annotated[str, typer.Option(help="best-dev: per task the best configuration on dev, its best seed")] = "best-dev",
+    method: Annotated[Optional[str], typer.Option(help="submit this method instead of best-dev")] = None,
+    bottleneck: Annotated[Optional[int], typer.Option(help="with --method houlsby: the adapter size")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="only this learning rate")] = None,
+    wnli: Annotated[str, typer.Option(help="model: the WNLI job's predictions; majority: all 0 (65.1%)")] = "model",
+    allow_partial: Annotated[bool, typer.Option(help="write the tasks that exist and name the missing ones")] = False,
+    data_dir: Annotated[Optional[Path], typer.Option(help="glue_data folder to check row indices against")] = None,
+):
+    """Write the leaderboard zip (11 files) from test predictions; validated first, nothing written if wrong.
+
+    Example: glue-bench submit results/houlsby-vs-full --out submission.zip --wnli majority
+    """
+    from glue_bench.collect import collect
+    from glue_bench.report import choose_for_submission
+    from glue_bench.results import atomic_write_json
+    from glue_bench.submission import build_members, validate_members, write_zip
+    from glue_bench.tasks import GLUE_TASKS
+
+    if select != "best-dev" and method is None:
+        raise fail(f"--select {select!r}: use best-dev, or --method (and --bottleneck) for one configuration")
+    if method == "houlsby" and bottleneck is None:
+        raise fail("--method houlsby needs --bottleneck")
+    if wnli not in ("model", "majority"):
+        raise fail(f"--wnli {wnli!r}: use model or majority")
+    if not results_dir.is_dir():
+        raise fail(f"no results folder {results_dir}")
+    chosen = choose_for_submission(collect(results_dir), method, bottleneck, learning_rate)
+    jobs, problems = {}, []
+    for task in GLUE_TASKS:
+        if task == "wnli" and wnli == "majority":
+            continue
+        sel = chosen.get(task)
+        if sel is None:
+            problems.append(f"{TASKS[task].display}: no done job" + (f" for {method}" if method else ""))
+            continue
+        best = sel.best_seed
+        lacking = [s for s in TASKS[task].test_splits if s not in best.predictions]
+        if lacking:
+            problems.append(f"{TASKS[task].display}: {best.job_id} has no test predictions ({', '.join(lacking)})")
+            continue
+        jobs[task] = best
+    if problems and not allow_partial:
+        for p in problems:
+            err_console.print(f"[red]error:[/red] {p}", highlight=False)
+        raise typer.Exit(1)
+    members = build_members({t: r.path for t, r in jobs.items()}, wnli == "majority", data_dir)
+    per_file, overall = validate_members(members, data_dir, allow_partial=True)
+    bad = [f"{name}: {'; '.join(p)}" for name, p in per_file.items() if p] + overall
+    if bad:
+        for line in bad:
+            err_console.print(f"[red]error:[/red] {line}", highlight=False)
+        raise typer.Exit(1)
+    write_zip(members, out)
+    choice = {TASKS[t].display: {"job": r.job_id, "config": chosen[t].config, "learning_rate": r.learning_rate,
+                                 "epochs": r.epochs, "seed": r.seed, "dev_task_score": r.task_score}
+              for t, r in jobs.items()}
+    if wnli == "majority":
+        choice["WNLI"] = {"job": None, "config": "majority class (all 0)"}
+    atomic_write_json(out.with_suffix(".json"), {"zip": str(out), "files": sorted(members), "chosen": choice,
+                                                 "missing": problems})
+    for name, c in choice.items():
+        console.print(f"{name}: {c['config']}" + (f" {c['job']}" if c.get("job") else ""), highlight=False)
+    if problems:
+        console.print("left out: " + "; ".join(problems), highlight=False)
+    console.print(f"wrote {out} ({len(members)} files) and {out.with_suffix('.json')}", highlight=False)
+
+
+@app.command()
+def validate(
+    zip_file: Annotated[Path, typer.Argument(help="a submission zip, ours or not")],
+    data_dir: Annotated[Optional[Path], typer.Option(help="glue_data folder: check rows against its test files")] = None,
+    allow_partial: Annotated[bool, typer.Option(help="accept a subset of the 11 files")] = False,
+):
+    """Check a leaderboard zip: names, headers, rows, indices, labels, STS-B range; a verdict per file.
+
+    Example: glue-bench validate submission.zip --data-dir ../shared/glue_data
+    """
+    from glue_bench.submission import FILES, validate_zip
+
+    if not zip_file.is_file():
+        raise fail(f"no file {zip_file}")
+    per_file, overall = validate_zip(zip_file, data_dir, allow_partial)
+    for name in FILES:
+        if name in per_file:
+            problems = per_file[name]
+            verdict = "[green]ok[/green]" if not problems else "[red]" + "; ".join(problems) + "[/red]"
+            console.print(f"{name}: {verdict}", highlight=False)
+    for problem in overall:
+        console.print(f"[red]zip: {problem}[/red]", highlight=False)
+    if overall or any(per_file.values()):
+        raise typer.Exit(1)
+    console.print(f"[green]valid[/green]: {len(per_file)} files")
+
+
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()
