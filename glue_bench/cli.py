@@ -92,6 +92,8 @@ def train(
     num_procs: Annotated[Optional[int], typer.Option(help="CPU data-parallel processes")] = None,
     keep_checkpoints: Annotated[Optional[bool], typer.Option("--keep-checkpoints/--no-keep-checkpoints")] = None,
     cache_dir: Annotated[Optional[Path], typer.Option(help="tokenisation cache (default GLUE_BENCH_CACHE or ~/.cache/glue-bench)")] = None,
+    wandb: Annotated[Optional[str], typer.Option(help="auto | online | offline | disabled")] = None,
+    wandb_project: Annotated[Optional[str], typer.Option(help="wandb project (default glue-bench)")] = None,
     force: Annotated[bool, typer.Option(help="rerun a done job (its old results are moved aside)")] = False,
     dry_run: Annotated[bool, typer.Option(help="print the job spec and how it would run")] = False,
 ):
@@ -110,7 +112,7 @@ def train(
         "data": data_dir, "max_train_samples": max_train_samples, "max_eval_samples": max_eval_samples,
         "predict_test": predict_test, "group_by_length": group_by_length, "eval_every_steps": eval_every_steps,
         "zero_stage": zero_stage, "precision": precision, "num_gpus": num_gpus, "num_procs": num_procs,
-        "keep_checkpoints": keep_checkpoints}.items() if v is not None}
+        "keep_checkpoints": keep_checkpoints, "wandb": wandb, "wandb_project": wandb_project}.items() if v is not None}
     try:
         base = JobSpec.load(spec_file).to_dict() if spec_file else {}
         if task is not None:
@@ -239,6 +241,7 @@ def run(
     only: Annotated[Optional[str], typer.Option(help="tasks (cola,rte) or job ids to run")] = None,
     force: Annotated[bool, typer.Option(help="rerun done jobs (old results are moved aside)")] = False,
     lease_seconds: Annotated[float, typer.Option(help="claim lease; a dead runner's jobs free up after it")] = 120.0,
+    wandb: Annotated[Optional[str], typer.Option(help="auto | online | offline | disabled (overrides the sweep)")] = None,
     dry_run: Annotated[bool, typer.Option(help="say what would run, how many jobs, and how")] = False,
 ):
     """Run a planned sweep's pending jobs on this machine's GPUs or CPU slots.
@@ -258,8 +261,11 @@ def run(
         procs = procs_per_job or manifest.get("procs_per_job", 1)
         gpu_list = [int(g) for g in _split(gpus)] if gpus else None
         slot_list = make_slots(gpu_list, per_job, slots, procs)
+        if wandb is not None and wandb not in ("auto", "online", "offline", "disabled"):
+            raise GlueBenchError(f"--wandb {wandb!r}: choose auto, online, offline or disabled")
         ex = LocalExecutor(jobs_dir, slot_list, retries=retries, only=_split(only), force=force,
                            lease_s=lease_seconds, gpus_per_job=gpus_per_job, procs_per_job=procs_per_job,
+                           wandb=wandb,
                            on_event=lambda kind, msg: console.print(msg, highlight=False))
     except (GlueBenchError, ValueError) as e:
         raise fail(str(e)) from None
@@ -314,6 +320,7 @@ def sweep(
     gpus_per_job: Annotated[Optional[int], typer.Option(help="GPUs per job (overrides the sweep; 0 = CPU)")] = None,
     slots: Annotated[Optional[int], typer.Option(help="concurrent CPU jobs")] = None,
     retries: Annotated[int, typer.Option(help="retries of a failed job")] = 0,
+    wandb: Annotated[Optional[str], typer.Option(help="auto | online | offline | disabled (overrides the sweep)")] = None,
     dry_run: Annotated[bool, typer.Option(help="plan and say what would run; run nothing")] = False,
 ):
     """Plan and run a sweep, then report it (and write the submission zip when every task has test predictions).
@@ -325,19 +332,19 @@ def sweep(
     code = 0
     try:
         run(jobs, executor="local", gpus=gpus, gpus_per_job=gpus_per_job, procs_per_job=None, slots=slots,
-            retries=retries, only=None, force=False, lease_seconds=120.0, dry_run=dry_run)
+            retries=retries, only=None, force=False, lease_seconds=120.0, wandb=wandb, dry_run=dry_run)
     except typer.Exit as e:
         code = e.exit_code
     if dry_run:
         return
-    finish_sweep(result.results_dir)
+    finish_sweep(result.results_dir, wandb)
     if code:
         raise typer.Exit(code)
 
 
-def finish_sweep(results: Path) -> None:
+def finish_sweep(results: Path, wandb: str | None) -> None:
     """After a sweep: the report, and the submission zip when every task has test predictions."""
-    report(results, out_dir=None, show_selection=False)
+    report(results, out_dir=None, show_selection=False, wandb=wandb)
     from glue_bench.collect import collect
     from glue_bench.report import choose_for_submission
     from glue_bench.tasks import GLUE_TASKS
@@ -358,6 +365,7 @@ def report(
     results_dir: Annotated[Path, typer.Argument(help="results/<sweep>")],
     out_dir: Annotated[Optional[Path], typer.Option(help="where the files go (default: RESULTS_DIR/report)")] = None,
     show_selection: Annotated[bool, typer.Option(help="print the setting chosen per task and configuration")] = False,
+    wandb: Annotated[Optional[str], typer.Option(help="log a summary run: auto | online | offline | disabled")] = None,
 ):
     """The GLUE table of a sweep: terminal, Markdown, CSV, LaTeX, JSON and plots.
 
@@ -390,8 +398,23 @@ def report(
                 console.print(f"{row.label} {TASKS[task].display}: lr {s.learning_rate:g}, {s.epochs} epochs, "
                               f"seeds {[r.seed for r in s.records]}, mean dev score {100 * s.mean_score:.2f}",
                               highlight=False)
-    files = render.write_all(data, rows, out_dir or results_dir / "report", missing)
+    out = out_dir or results_dir / "report"
+    files = render.write_all(data, rows, out, missing)
     console.print("wrote " + ", ".join(str(f) for f in files), highlight=False)
+    if wandb is not None:
+        from glue_bench import tracking
+        from glue_bench.results import read_json
+
+        if wandb not in tracking.MODES:
+            raise fail(f"--wandb {wandb!r}: choose auto, online, offline or disabled")
+        spec = read_json(records[0].path / "spec.json") or {}
+        headers, body = render.table_rows(rows)
+        run_id = tracking.log_report(
+            wandb, project=spec.get("wandb_project", "glue-bench"), entity=spec.get("wandb_entity"),
+            sweep=results_dir.name, headers=headers, body=body, images=[f for f in files if f.suffix == ".png"],
+            report_json=out / "report.json", directory=results_dir)
+        if run_id:
+            console.print(f"wandb summary run {run_id} in group {results_dir.name}", highlight=False)
 
 
 @app.command()

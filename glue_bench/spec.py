@@ -27,7 +27,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 # Fields that say where or how a job runs, not what it computes.
 NOT_IN_ID = frozenset({"data", "num_gpus", "num_procs", "micro_batch_size", "log_every_steps",
-                       "keep_checkpoints", "tags"})
+                       "keep_checkpoints", "tags", "wandb", "wandb_project", "wandb_entity", "wandb_group"})
+WANDB_MODES = ("auto", "online", "offline", "disabled")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,6 +93,14 @@ class JobSpec:
     """Keep the resumable `last` checkpoint after the job is done."""
     tags: tuple[str, ...] = field(default_factory=tuple)
     """Free-form labels (not part of the id)."""
+    wandb: Literal["auto", "online", "offline", "disabled"] = "auto"
+    """wandb mode; `auto`: WANDB_MODE if set, else online with credentials, else offline."""
+    wandb_project: str = "glue-bench"
+    """wandb project."""
+    wandb_entity: str | None = None
+    """wandb entity (team or user); None: the default of the credentials."""
+    wandb_group: str | None = None
+    """wandb group: the sweep name for sweep jobs."""
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> GlueBenchError:
@@ -110,6 +119,8 @@ class JobSpec:
             raise bad("bottleneck", f"only houlsby has a bottleneck, not {self.method}")
         if self.non_linearity not in NON_LINEARITIES:
             raise bad("non_linearity", f"choose one of {', '.join(NON_LINEARITIES)}")
+        if self.wandb not in WANDB_MODES:
+            raise bad("wandb", f"choose one of {', '.join(WANDB_MODES)}")
         if self.precision not in PRECISIONS:
             raise bad("precision", f"choose one of {', '.join(PRECISIONS)}")
         if self.zero_stage not in (0, 1, 2):

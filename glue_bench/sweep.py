@@ -171,6 +171,13 @@ def parse_sweep(data: Any, source: str | None = None, base: Path | None = None) 
     wandb = data.get("wandb") or {}
     if not isinstance(wandb, dict):
         raise _bad("wandb", wandb, "a mapping (project, entity, tags, mode)")
+    for key, value in wandb.items():
+        if key not in ("project", "entity", "tags", "mode"):
+            raise GlueBenchError(f"sweep key wandb.{key}: unknown key; use project, entity, tags, mode")
+        if key == "mode" and value not in ("auto", "online", "offline", "disabled"):
+            raise _bad("wandb.mode", value, "auto, online, offline or disabled")
+        if key == "tags":
+            wandb = {**wandb, "tags": tuple(_as_list("wandb.tags", value))}
     tags = data.get("tags") or []
     top = _check_grid("", {k: v for k, v in data.items() if k in GRID_KEYS})
     return Sweep(name=name, model=_absolute_if_path(model, base), data=data_source, tasks=task_names,
@@ -206,7 +213,10 @@ def expand_sweep(sweep: Sweep) -> list[JobSpec]:
                 try:
                     spec = JobSpec(task=task, model=sweep.model, method=method, data=sweep.data,
                                    num_gpus=sweep.gpus_per_job, num_procs=sweep.procs_per_job,
-                                   tags=sweep.tags, **fields)
+                                   tags=sweep.tags + tuple(sweep.wandb.get("tags", ())),
+                                   wandb=sweep.wandb.get("mode", "auto"),
+                                   wandb_project=sweep.wandb.get("project", "glue-bench"),
+                                   wandb_entity=sweep.wandb.get("entity"), wandb_group=sweep.name, **fields)
                 except SpecFieldError as e:
                     raise _bad(_key_of(sweep, task, method, e.field), e.value, e.why) from None
                 jobs.setdefault(spec.job_id, spec)

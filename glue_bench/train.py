@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from glue_bench import checkpoint as ckpt
+from glue_bench import tracking
 from glue_bench.data import (
     Encoded,
     TokenCache,
@@ -176,15 +177,49 @@ def seed_everything(seed: int) -> None:
 
 
 class History:
-    """history.jsonl: one JSON object per line, appended (rank 0 only)."""
+    """history.jsonl: one JSON object per line, appended (rank 0 only), mirrored to the tracker."""
 
-    def __init__(self, path: Path, enabled: bool):
-        self.path, self.enabled = path, enabled
+    def __init__(self, path: Path, enabled: bool, tracker: tracking.Tracker):
+        self.path, self.enabled, self.tracker = path, enabled, tracker
 
     def write(self, record: dict) -> None:
         if self.enabled:
             with self.path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
+            if "event" not in record:
+                self.tracker.log({k: v for k, v in record.items() if "/" in k}, step=record["step"])
+
+
+def start_tracker(spec: JobSpec, output_dir: Path, precision: str) -> tracking.Tracker:
+    """The job's wandb run (rank 0). The run id lives in the results folder, so a resumed job continues
+    the same run; a new folder (a new job, or --force) gets a new one."""
+    id_file = output_dir / tracking.RUN_ID_FILE
+    run_id = id_file.read_text().strip() if id_file.is_file() else None
+    resume = run_id is not None
+    if run_id is None:
+        import uuid
+
+        run_id = uuid.uuid4().hex[:12]
+    tags = [spec.method, spec.task, *([f"m={spec.bottleneck}"] if spec.bottleneck else []), *spec.tags]
+    config = {**spec.to_dict(), "job_id": spec.job_id, "precision_resolved": precision,
+              "versions": library_versions(), "hardware": tracking.hardware()}
+    tracker = tracking.start(spec.wandb, project=spec.wandb_project, entity=spec.wandb_entity,
+                             group=spec.wandb_group, job_type=spec.task, name=spec.job_id, tags=tags,
+                             config=config, directory=output_dir, run_id=run_id, resume=resume)
+    if tracker.run_id is not None and not id_file.is_file():
+        atomic_write_text(id_file, tracker.run_id + "\n")
+    return tracker
+
+
+def summary_values(metrics: dict) -> dict:
+    """The wandb summary of a finished job: best dev metrics (MNLI per split) and the parameter cost."""
+    values = {"best/task_score": metrics["task_score"], "best_epoch": metrics["best_epoch"],
+              "trainable_params": metrics["parameters"]["trainable"],
+              "trainable_percent": metrics["parameters"]["trainable_percent"]}
+    for split, split_metrics in metrics["dev"].items():
+        for name, value in split_metrics.items():
+            values[f"best/{split}/{name}"] = value
+    return values
 
 
 def predict(model, encoded: Encoded, task: Task, run: Run, collator, batch_size: int) -> tuple[np.ndarray, dict]:
@@ -286,8 +321,7 @@ def setup_logging(output_dir: Path, is_main: bool) -> None:
         handler = logging.FileHandler(output_dir / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
-    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
-               for h in root.handlers):
+    if not any(not isinstance(h, logging.FileHandler) for h in root.handlers):
         console = logging.StreamHandler(sys.stderr)
         console.setFormatter(logging.Formatter("%(message)s"))
         root.addHandler(console)
@@ -308,7 +342,9 @@ def main(spec: JobSpec, output_dir: Path, cache_dir: Path | None = None) -> dict
         atomic_write_text(output_dir / "spec.json", spec.to_json())
     run.install_signal_handlers()
     task = get_task(spec.task)
-    history = History(output_dir / "history.jsonl", run.is_main)
+    precision = resolve_precision(spec, run.device)
+    tracker = start_tracker(spec, output_dir, precision) if run.is_main else tracking.NullTracker()
+    history = History(output_dir / "history.jsonl", run.is_main, tracker)
     ckpt_dir = output_dir / "checkpoints"
 
     # seed -> model + method
@@ -345,7 +381,6 @@ def main(spec: JobSpec, output_dir: Path, cache_dir: Path | None = None) -> dict
     warmup = math.ceil(spec.warmup_ratio * total_steps)
     optimizer = torch.optim.AdamW(optimizer_groups(model, spec.weight_decay), lr=spec.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(warmup, total_steps))
-    precision = resolve_precision(spec, run.device)
     ds_config = build_deepspeed_config(spec, run.world, precision)
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
                                            config=ds_config)
@@ -460,6 +495,7 @@ def main(spec: JobSpec, output_dir: Path, cache_dir: Path | None = None) -> dict
     except Interrupted:
         log.warning("stop signal: saved checkpoint at step %d; run the job again to resume", global_step)
         history.write({"event": "interrupted", "step": global_step})
+        tracker.finish()
         raise
 
     # predictions with the best dev weights
@@ -532,6 +568,8 @@ def main(spec: JobSpec, output_dir: Path, cache_dir: Path | None = None) -> dict
             "spec": spec.to_dict(),
         }
         atomic_write_json(output_dir / "metrics.json", metrics)  # last: its presence means "done"
+        tracker.summary(summary_values(metrics))
+        tracker.finish()
         if lease is not None:
             lease.stop()
         if not spec.keep_checkpoints:
@@ -564,6 +602,7 @@ def run_job(spec: JobSpec, output_dir: Path, cache_dir: Path | None = None) -> i
     except Interrupted:
         return EXIT_INTERRUPTED
     except Exception as e:
+        tracking.finish_all()
         if rank0:
             Path(output_dir).mkdir(parents=True, exist_ok=True)
             write_error(output_dir, e)

@@ -96,10 +96,10 @@ def wait_for(condition, timeout=300.0):
         time.sleep(0.005)
 
 
-def start_job(args: list[str]) -> subprocess.Popen:
+def start_job(args: list[str], env: dict | None = None) -> subprocess.Popen:
     exe = Path(sys.executable).with_name("glue-bench")
     return subprocess.Popen([str(exe), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=os.environ.copy())
+                            env={**os.environ, **(env or {})})
 
 
 def test_crash_after_epoch_one_resumes_to_identical_predictions(sst2_run, tiny_bert, real_glue, tmp_path):

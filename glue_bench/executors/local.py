@@ -133,7 +133,8 @@ class LocalExecutor:
 
     def __init__(self, jobs_dir: Path, slots: list[Slot], retries: int = 0, only: list[str] | None = None,
                  force: bool = False, lease_s: float = claims.DEFAULT_LEASE_S, gpus_per_job: int | None = None,
-                 procs_per_job: int | None = None, on_event: Callable[[str, str], None] | None = None):
+                 procs_per_job: int | None = None, wandb: str | None = None,
+                 on_event: Callable[[str, str], None] | None = None):
         self.jobs_dir = Path(jobs_dir)
         self.manifest = load_manifest(self.jobs_dir)
         self.results_dir = Path(self.manifest["results_dir"])
@@ -142,6 +143,7 @@ class LocalExecutor:
         self.lease_s = lease_s
         self.gpus_per_job = gpus_per_job
         self.procs_per_job = procs_per_job
+        self.wandb = wandb
         self.on_event = on_event or (lambda kind, message: None)
         self.entries = {e["id"]: e for e in self.manifest["jobs"]}
         self.order = [e["id"] for e in sorted(self.manifest["jobs"], key=lambda e: -e["size"])]
@@ -166,6 +168,8 @@ class LocalExecutor:
             changes["num_gpus"] = self.gpus_per_job
         if self.procs_per_job is not None:
             changes["num_procs"] = self.procs_per_job
+        if self.wandb is not None:
+            changes["wandb"] = self.wandb
         return spec.replace(**changes) if changes else spec
 
     def event(self, kind: str, job_id: str, **extra) -> None:
