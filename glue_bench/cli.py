@@ -243,16 +243,44 @@ def run(
     lease_seconds: Annotated[float, typer.Option(help="claim lease; a dead runner's jobs free up after it")] = 120.0,
     wandb: Annotated[Optional[str], typer.Option(help="auto | online | offline | disabled (overrides the sweep)")] = None,
     dry_run: Annotated[bool, typer.Option(help="say what would run, how many jobs, and how")] = False,
+    partition: Annotated[Optional[str], typer.Option(help="slurm: partition")] = None,
+    account: Annotated[Optional[str], typer.Option(help="slurm: account")] = None,
+    qos: Annotated[Optional[str], typer.Option(help="slurm: quality of service")] = None,
+    time_limit: Annotated[Optional[str], typer.Option("--time", help="slurm: time limit per job, e.g. 04:00:00")] = None,
+    nodes: Annotated[int, typer.Option(help="slurm: nodes per job (multi-node data parallel)")] = 1,
+    cpus_per_task: Annotated[Optional[int], typer.Option(help="slurm: CPUs per task")] = None,
+    mem: Annotated[Optional[str], typer.Option(help="slurm: memory per node, e.g. 32G")] = None,
+    array_parallelism: Annotated[Optional[int], typer.Option(help="slurm: at most N array tasks at once (%N)")] = None,
+    constraint: Annotated[Optional[str], typer.Option(help="slurm: node features")] = None,
+    sbatch_arg: Annotated[Optional[list[str]], typer.Option(help="slurm: extra sbatch option (repeatable)")] = None,
+    signal_seconds: Annotated[int, typer.Option(help="slurm: checkpoint and requeue this long before the time limit")] = 120,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="slurm: wait for the jobs and show progress")] = True,
 ):
-    """Run a planned sweep's pending jobs on this machine's GPUs or CPU slots.
+    """Run a planned sweep's pending jobs on this machine's GPUs or CPU slots, or on Slurm.
 
-    Example: glue-bench run jobs/demo --slots 2
+    Example: glue-bench run jobs/demo --slots 2;  glue-bench run jobs/houlsby-vs-full --executor slurm --partition gpu --time 08:00:00
     """
     from glue_bench.executors.local import LocalExecutor, make_slots
 
     configure_logging()
+    if executor == "slurm":
+        from glue_bench.executors.slurm import SlurmOptions
+
+        try:
+            from glue_bench.plan import load_manifest
+
+            manifest = load_manifest(jobs_dir)
+            opts = SlurmOptions(
+                partition=partition, account=account, qos=qos, time=time_limit,
+                gpus_per_job=manifest.get("gpus_per_job", 1) if gpus_per_job is None else gpus_per_job,
+                nodes=nodes, cpus_per_task=cpus_per_task, mem=mem, array_parallelism=array_parallelism,
+                constraint=constraint, sbatch_args=tuple(sbatch_arg or ()),
+                procs_per_job=procs_per_job or manifest.get("procs_per_job", 1), signal_seconds=signal_seconds)
+        except GlueBenchError as e:
+            raise fail(str(e)) from None
+        return run_slurm(jobs_dir, opts, _split(only), retries, wait, dry_run)
     if executor != "local":
-        raise fail(f"unknown executor {executor!r}; this version has: local")
+        raise fail(f"unknown executor {executor!r}; choose local or slurm")
     try:
         from glue_bench.plan import load_manifest
 
@@ -290,6 +318,58 @@ def run(
         raise typer.Exit(outcome.exit_code)
 
 
+def run_slurm(jobs_dir: Path, opts, only: Optional[list[str]], retries: int, wait: bool, dry_run: bool) -> None:
+    from glue_bench.executors import slurm
+
+    try:
+        sub = slurm.submit(jobs_dir, opts, only=only, dry_run=dry_run)
+    except GlueBenchError as e:
+        raise fail(str(e)) from None
+    if sub.skipped_done or sub.skipped_queued:
+        console.print(f"{len(sub.skipped_done)} done and {len(sub.skipped_queued)} already queued in Slurm: "
+                      "not submitted", highlight=False)
+    if dry_run:
+        console.print(f"[dry run] would submit {len(sub.jobs)} jobs as one array with {sub.script}:", highlight=False)
+        if sub.jobs:
+            from glue_bench.plan import load_manifest
+
+            console.print(slurm.sbatch_script(jobs_dir, sub.script.with_suffix(".json"), len(sub.jobs),
+                                              load_manifest(jobs_dir)["name"], opts), highlight=False, markup=False)
+        return
+    if sub.array_job_id:
+        console.print(f"submitted {len(sub.jobs)} jobs as Slurm array {sub.array_job_id} ({sub.script})",
+                      highlight=False)
+    if not wait:
+        return
+    try:
+        failed = slurm.wait(jobs_dir, sub, opts, retries=retries,
+                            on_event=lambda msg: console.print(msg, highlight=False))
+    except GlueBenchError as e:
+        raise fail(str(e)) from None
+    for job_id, reason in failed.items():
+        err_console.print(f"[red]failed[/red] {job_id}: {reason}", highlight=False)
+    console.print(f"{len(sub.jobs) + len(sub.skipped_queued) - len(failed)} finished, {len(failed)} failed",
+                  highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def cancel(jobs_dir: Annotated[Path, typer.Argument(help="a planned sweep: jobs/<name>")]):
+    """Cancel what this sweep submitted to Slurm (jobs resume from their checkpoints when run again).
+
+    Example: glue-bench cancel jobs/houlsby-vs-full
+    """
+    from glue_bench.executors import slurm
+
+    try:
+        ids = slurm.cancel(jobs_dir)
+    except GlueBenchError as e:
+        raise fail(str(e)) from None
+    console.print(f"cancelled Slurm arrays {', '.join(ids)}" if ids else "nothing of this sweep is queued in Slurm",
+                  highlight=False)
+
+
 @app.command()
 def status(jobs_dir: Annotated[Path, typer.Argument(help="a planned sweep: jobs/<name>")]):
     """Counts of a sweep's jobs, failed jobs with their error, running jobs and where.
@@ -303,6 +383,19 @@ def status(jobs_dir: Annotated[Path, typer.Argument(help="a planned sweep: jobs/
     except GlueBenchError as e:
         raise fail(str(e)) from None
     console.print(", ".join(f"{k} {len(v)}" for k, v in st.items()), highlight=False)
+    from glue_bench.executors import slurm
+
+    if slurm.submissions(jobs_dir):
+        try:
+            from glue_bench.plan import load_manifest
+
+            in_slurm = slurm.queued_jobs(jobs_dir, load_manifest(jobs_dir)["name"])
+        except GlueBenchError as e:
+            in_slurm = {}
+            console.print(f"slurm: {e}", highlight=False)
+        for job_id, state in sorted(in_slurm.items()):
+            console.print(f"slurm {state['slurm_id']} {state['state'].lower()} ({state['reason']}): {job_id}",
+                          highlight=False)
     for job in st["running"]:
         console.print(f"running {job['id']} on {job['where']} (epoch {job.get('epoch')}, step {job.get('step')})",
                       highlight=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
@@ -24,7 +25,9 @@ def compute_metrics(task: Task, split: str, predictions: np.ndarray, labels: np.
     out = {}
     for metric_split, name in task.metrics:
         if metric_split == split:
-            value = float(METRIC_FUNCTIONS[name](labels, predictions))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # constant predictions: reported as 0 below
+                value = float(METRIC_FUNCTIONS[name](labels, predictions))
             out[name] = 0.0 if math.isnan(value) else value  # constant predictions: correlation undefined
     return out
 

@@ -43,7 +43,7 @@ def test_shipped_sweep_files_load_and_expand():
     assert {j.learning_rate for j in paper} == {3e-5, 3e-4, 3e-3}
     demo = expand_sweep(load_sweep(ROOT / "jobs" / "demo.yaml"))
     assert demo and all(j.model == "sentence-transformers/all-MiniLM-L6-v2" for j in demo)
-    assert max(job_size(j) for j in demo) == 1000
+    assert max(job_size(j) for j in demo) == 2000
 
 
 @pytest.mark.parametrize(("change", "message"), [

@@ -70,15 +70,21 @@ def claim_alive(claim: dict | None, now: float | None = None) -> bool:
     return True
 
 
-def try_claim(job_dir: Path, lease_s: float = DEFAULT_LEASE_S, runner_pid: int | None = None) -> dict | None:
-    """Claim a job that is not done and not claimed by a live holder; the new claim, or None."""
+def try_claim(job_dir: Path, lease_s: float = DEFAULT_LEASE_S, runner_pid: int | None = None,
+              owner: str | None = None) -> dict | None:
+    """Claim a job that is not done and not claimed by a live holder; the new claim, or None.
+
+    `owner` names the claimant across restarts (a Slurm array task id): a live claim with the same owner is
+    our own (a requeued Slurm task) and is taken back."""
     job_dir = Path(job_dir)
     with _locked(job_dir):
-        if is_done(job_dir) or claim_alive(read_claim(job_dir)):
+        existing = read_claim(job_dir)
+        mine = owner is not None and existing is not None and existing.get("owner") == owner
+        if is_done(job_dir) or (claim_alive(existing) and not mine):
             return None
         now = time.time()
         claim = {"token": uuid.uuid4().hex, "host": socket.gethostname(), "runner_pid": runner_pid or os.getpid(),
-                 "job_pid": None, "start": now, "expires": now + lease_s, "lease_s": lease_s}
+                 "job_pid": None, "start": now, "expires": now + lease_s, "lease_s": lease_s, "owner": owner}
         atomic_write_json(job_dir / CLAIM, claim)
         return claim
 

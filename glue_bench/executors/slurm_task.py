@@ -1,0 +1,90 @@
+"""One Slurm array task: claim the job on the node, start one launcher per node, checkpoint-and-requeue on
+Slurm's signal. Started by the generated batch script; not meant to be run by hand.
+
+    python -m glue_bench.executors.slurm_task JOBS_DIR ARRAY_FILE --ranks-per-node N --gpus-per-node G
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from glue_bench.executors import claims
+from glue_bench.executors.local import record_failure
+from glue_bench.executors.slurm import launcher_command
+from glue_bench.launch import EXIT_INTERRUPTED
+from glue_bench.plan import load_job, load_manifest
+from glue_bench.results import atomic_write_text, is_done, read_json
+
+REQUEUE_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+
+
+def first_node() -> str:
+    nodelist = os.environ.get("SLURM_JOB_NODELIST", "localhost")
+    proc = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True)
+    names = proc.stdout.split()
+    return names[0] if proc.returncode == 0 and names else nodelist
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("jobs_dir", type=Path)
+    parser.add_argument("array_file", type=Path)
+    parser.add_argument("--ranks-per-node", type=int, default=1)
+    parser.add_argument("--gpus-per-node", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    index = int(os.environ["SLURM_ARRAY_TASK_ID"])
+    slurm_id = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{index}"
+    job_id = read_json(args.array_file)["jobs"][index]
+    out = Path(load_manifest(args.jobs_dir)["results_dir"]) / job_id
+    if is_done(out):
+        print(f"{job_id} is already done")
+        return 0
+    claim = claims.try_claim(out, owner=slurm_id)
+    if claim is None:
+        print(f"{job_id} is claimed by another runner: {claims.read_claim(out)}")
+        return 0
+    nodes = int(os.environ.get("SLURM_JOB_NUM_NODES", os.environ.get("SLURM_NNODES", "1")))
+    spec = load_job(args.jobs_dir, job_id)
+    spec = spec.replace(num_gpus=args.gpus_per_node * nodes,
+                        num_procs=args.ranks_per_node * nodes if not args.gpus_per_node else spec.num_procs)
+    atomic_write_text(out / "spec.json", spec.to_json())
+    port = 20000 + int(os.environ["SLURM_ARRAY_JOB_ID"]) % 20000
+    cmd = launcher_command(out / "spec.json", out, nodes, args.ranks_per_node, first_node(), port, slurm_id)
+    env = {**os.environ, "GLUE_BENCH_CLAIM_TOKEN": claim["token"],
+           "GLUE_BENCH_LEASE_S": str(claim.get("lease_s", claims.DEFAULT_LEASE_S))}
+    print(f"{slurm_id}: {job_id}: {' '.join(cmd)}", flush=True)
+    child = subprocess.Popen(cmd, env=env)
+    stop = {"requested": False}
+
+    def forward(signum, frame):
+        # Slurm's time-limit signal (B:USR1) or a SIGTERM: the ranks write `last` and exit 75. Signal the
+        # job's steps (the ranks themselves) rather than srun, which would tear the step down at once.
+        stop["requested"] = True
+        if child.poll() is None:
+            sent = subprocess.run(["scancel", "--signal=TERM", os.environ["SLURM_JOB_ID"]], capture_output=True)
+            if sent.returncode != 0:
+                child.send_signal(signal.SIGTERM)
+
+    for s in REQUEUE_SIGNALS:
+        signal.signal(s, forward)
+    code = child.wait()
+    if is_done(out):
+        claims.release(out, claim["token"])
+        return 0
+    if stop["requested"] or code == EXIT_INTERRUPTED:
+        print(f"{slurm_id}: checkpointed; requeueing", flush=True)
+        subprocess.run(["scontrol", "requeue", slurm_id])  # keeps the claim: the requeued task takes it back
+        return 0
+    record_failure(out, code, since=claim["start"])
+    claims.release(out, claim["token"])
+    return code or 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

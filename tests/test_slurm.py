@@ -1,0 +1,188 @@
+"""Slurm for real: a throw-away single-node cluster (scripts/slurm_up.sh) runs job arrays of tiny jobs."""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, glue_bench
+
+from glue_bench.executors.slurm import SlurmOptions, launcher_command, sbatch_script
+from glue_bench.results import is_done
+
+# -- the generated script and launcher lines (no Slurm needed) ---------------------------------------------
+
+
+def test_sbatch_script_for_a_multi_node_gpu_array(tmp_path):
+    opts = SlurmOptions(partition="gpu", account="nlp", qos="high", time="08:00:00", gpus_per_job=4, nodes=2,
+                        cpus_per_task=16, mem="64G", array_parallelism=8, constraint="a100",
+                        sbatch_args=("--exclusive",), signal_seconds=300)
+    text = sbatch_script(tmp_path / "jobs" / "s", tmp_path / "a.json", 12, "s", opts, python="/py")
+    lines = text.splitlines()
+    for expected in ("#SBATCH --job-name=glue-bench-s", "#SBATCH --array=0-11%8", "#SBATCH --nodes=2",
+                     "#SBATCH --ntasks-per-node=1", "#SBATCH --gpus-per-node=4", "#SBATCH --partition=gpu",
+                     "#SBATCH --account=nlp", "#SBATCH --qos=high", "#SBATCH --time=08:00:00",
+                     "#SBATCH --cpus-per-task=16", "#SBATCH --mem=64G", "#SBATCH --constraint=a100",
+                     "#SBATCH --exclusive", "#SBATCH --requeue", "#SBATCH --signal=B:USR1@300"):
+        assert expected in lines, expected
+    assert lines[-1] == (f"exec /py -m glue_bench.executors.slurm_task {(tmp_path / 'jobs' / 's').resolve()} "
+                         f"{(tmp_path / 'a.json').resolve()} --ranks-per-node 4 --gpus-per-node 4")
+
+
+def test_one_launcher_per_node_lines():
+    two_nodes = launcher_command(Path("/r/j/spec.json"), Path("/r/j"), nodes=2, ranks_per_node=4,
+                                 master_addr="gpu017", master_port=29512, rdzv_id="77_3", python="/py")
+    assert two_nodes == [
+        "srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--kill-on-bad-exit=1",
+        "/py", "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=4", "--rdzv-backend=c10d",
+        "--rdzv-endpoint=gpu017:29512", "--rdzv-id=77_3",
+        "-m", "glue_bench.train", "--spec", "/r/j/spec.json", "--output-dir", "/r/j"]
+    single = launcher_command(Path("/r/j/spec.json"), Path("/r/j"), 1, 1, "n1", 1, "1_0", python="/py")
+    assert single[5:] == ["/py", "-m", "glue_bench.train", "--spec", "/r/j/spec.json", "--output-dir", "/r/j"]
+
+
+def test_no_slurm_on_path_is_one_line(tmp_path, monkeypatch, real_glue, tiny_bert):
+    root = write_sweep(tmp_path, tiny_bert, real_glue)
+    glue_bench("plan", "tiny.yaml", cwd=root)
+    proc = glue_bench("run", "jobs/tiny", "--executor", "slurm", cwd=root, check=False,
+                      env={"PATH": str(Path(os.sys.executable).parent)})
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "error: Slurm is not reachable: no sinfo on PATH (is this a Slurm login node?)"
+
+
+# -- a real cluster -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("the Slurm tests start a throw-away cluster and need root (CI runs them)")
+    if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
+        pytest.skip("no Slurm and no apt-get to install it")
+    folder = tmp_path_factory.mktemp("slurm")
+    up = subprocess.run(["bash", str(ROOT / "scripts" / "slurm_up.sh"), str(folder)], capture_output=True,
+                        text=True, timeout=600)
+    if up.returncode != 0:
+        pytest.fail(f"slurm_up.sh failed:\n{up.stderr[-2000:]}")
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(folder / "slurm.conf")
+    yield folder
+    subprocess.run(["bash", str(ROOT / "scripts" / "slurm_down.sh"), str(folder)], timeout=60)
+    if previous is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = previous
+
+
+def write_sweep(root: Path, model: Path, data: Path, **changes) -> Path:
+    sweep = {"name": "tiny", "model": str(model), "data": str(data), "tasks": ["rte", "mrpc"],
+             "methods": {"full": {"learning_rate": 1e-4}, "houlsby": {"bottleneck": 4, "learning_rate": 1e-3}},
+             "epochs": 2, "seeds": 1, "batch_size": 16, "max_seq_length": 64, "max_train_samples": 256,
+             "max_eval_samples": 32, "predict_test": False, "gpus_per_job": 0, "wandb": {"mode": "disabled"},
+             **changes}
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "tiny.yaml").write_text(yaml.safe_dump(sweep))
+    return root
+
+
+def results(root: Path) -> dict[str, dict]:
+    folder = root / "results" / "tiny"
+    return {p.name: json.loads((p / "metrics.json").read_text()) for p in folder.iterdir() if is_done(p)}
+
+
+def submission(root: Path) -> dict:
+    return json.loads((root / "jobs" / "tiny" / "slurm" / "submissions.json").read_text())[-1]
+
+
+@pytest.fixture(scope="module")
+def clean_array(slurm, tmp_path_factory, tiny_bert, real_glue) -> Path:
+    root = write_sweep(tmp_path_factory.mktemp("array"), tiny_bert, real_glue)
+    glue_bench("plan", "tiny.yaml", cwd=root)
+    proc = glue_bench("run", "jobs/tiny", "--executor", "slurm", "--cpus-per-task", "1", cwd=root, timeout=900)
+    assert "4 finished, 0 failed" in proc.stdout
+    return root
+
+
+def test_a_sweep_goes_in_as_one_array_and_finishes(clean_array):
+    assert len(results(clean_array)) == 4
+    sub = submission(clean_array)
+    assert len(sub["jobs"]) == 4
+    logs = sorted((clean_array / "jobs" / "tiny" / "slurm" / "logs").glob("*.out"))
+    assert [p.name for p in logs] == [f"{sub['array_job_id']}_{i}.out" for i in range(4)]
+    again = glue_bench("run", "jobs/tiny", "--executor", "slurm", cwd=clean_array)  # done: nothing resubmitted
+    assert "4 done and 0 already queued in Slurm: not submitted" in again.stdout
+    assert len(json.loads((clean_array / "jobs" / "tiny" / "slurm" / "submissions.json").read_text())) == 1
+
+
+def test_two_process_job_in_one_allocation(slurm, tmp_path, tiny_bert, real_glue):
+    root = write_sweep(tmp_path, tiny_bert, real_glue, tasks=["rte"], methods={"full": {"learning_rate": 1e-4}})
+    glue_bench("plan", "tiny.yaml", cwd=root)
+    glue_bench("run", "jobs/tiny", "--executor", "slurm", "--procs-per-job", "2", cwd=root, timeout=600)
+    (metrics,) = results(root).values()
+    assert metrics["distributed"]["world_size"] == 2
+    assert metrics["distributed"]["eval_rows_per_rank"] == {"dev": [16, 16]}
+    log = next((root / "jobs" / "tiny" / "slurm" / "logs").glob("*.out")).read_text()
+    assert "srun --nodes=1 --ntasks=1 --ntasks-per-node=1" in log and "--nproc-per-node=2" in log
+
+
+def wait_for_checkpoint(root: Path, timeout: float = 300) -> None:
+    start = time.time()
+    while not list((root / "results" / "tiny").glob("*/checkpoints/last-*")):
+        assert time.time() - start < timeout, "no checkpoint appeared"
+        time.sleep(0.2)
+
+
+def test_scontrol_requeue_resumes_and_equals_a_clean_run(clean_array, tmp_path, tiny_bert, real_glue):
+    root = write_sweep(tmp_path, tiny_bert, real_glue)
+    glue_bench("plan", "tiny.yaml", cwd=root)
+    glue_bench("run", "jobs/tiny", "--executor", "slurm", "--array-parallelism", "1", "--no-wait", cwd=root)
+    wait_for_checkpoint(root)
+    task = f"{submission(root)['array_job_id']}_0"
+    subprocess.run(["scontrol", "requeue", task], check=True)
+    proc = glue_bench("run", "jobs/tiny", "--executor", "slurm", cwd=root, timeout=900)
+    assert "already queued in Slurm: not submitted" in proc.stdout
+    final, reference = results(root), results(clean_array)
+    assert set(final) == set(reference)
+    first = submission(root)["jobs"][0]
+    history = [json.loads(x) for x in (root / "results" / "tiny" / first / "history.jsonl").read_text().splitlines()]
+    assert [r["event"] for r in history if "event" in r][:2] == ["start", "interrupted"]
+    assert any(r.get("event") == "resume" for r in history)
+    for job, metrics in final.items():
+        assert metrics["dev"]["dev"] == pytest.approx(reference[job]["dev"]["dev"], abs=1e-4), job
+
+
+def test_time_limit_signal_checkpoints_requeues_and_finishes_once(clean_array, tmp_path, tiny_bert, real_glue):
+    root = write_sweep(tmp_path, tiny_bert, real_glue)
+    glue_bench("plan", "tiny.yaml", cwd=root)
+    job = sorted(results(clean_array))[0]
+    glue_bench("run", "jobs/tiny", "--executor", "slurm", "--only", job, "--time", "1", "--signal-seconds", "50",
+               cwd=root, timeout=900)
+    log = next((root / "jobs" / "tiny" / "slurm" / "logs").glob("*.out")).read_text()
+    assert "checkpointed; requeueing" in log
+    assert results(root)[job]["dev"]["dev"] == pytest.approx(results(clean_array)[job]["dev"]["dev"], abs=1e-4)
+
+
+def test_cancel_and_unreachable_controller(slurm, tmp_path, tiny_bert, real_glue):
+    root = write_sweep(tmp_path, tiny_bert, real_glue, epochs=50)
+    glue_bench("plan", "tiny.yaml", cwd=root)
+    glue_bench("run", "jobs/tiny", "--executor", "slurm", "--no-wait", cwd=root)
+    status = glue_bench("status", "jobs/tiny", cwd=root)
+    assert "slurm " in status.stdout
+    cancelled = glue_bench("cancel", "jobs/tiny", cwd=root)
+    assert f"cancelled Slurm arrays {submission(root)['array_job_id']}" in cancelled.stdout
+    start = time.time()
+    while subprocess.run(["squeue", "-h", "--name", "glue-bench-tiny"], capture_output=True, text=True).stdout:
+        assert time.time() - start < 60
+        time.sleep(0.5)
+    dead = tmp_path / "dead.conf"
+    dead.write_text((slurm / "slurm.conf").read_text().replace("SlurmctldHost=localhost",
+                                                               "SlurmctldHost=localhost\nSlurmctldPort=7"))
+    proc = glue_bench("run", "jobs/tiny", "--executor", "slurm", cwd=root, check=False,
+                      env={"SLURM_CONF": str(dead)})
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: Slurm is not reachable: sinfo failed")
