@@ -184,6 +184,7 @@ class History:
 
     def write(self, record: dict) -> None:
         if self.enabled:
+            record = {**record, "time": round(time.time(), 3)}
             with self.path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
             if "event" not in record:
@@ -252,6 +253,23 @@ def predict(model, encoded: Encoded, task: Task, run: Run, collator, batch_size:
         raise RuntimeError(f"gathered {len(all_idx)} predictions for {len(encoded)} examples")
     model.train()
     return all_pred, {"rows_per_rank": [p[0].size for p in parts]}
+
+
+def train_step(engine, train: Encoded, batch_rows: np.ndarray, run: Run, accum: int, collator):
+    """One optimizer step on one global batch: this rank's micro-batches, forward, backward, step.
+
+    Returns (sum of micro-batch losses x examples, as a device tensor; examples seen by this rank)."""
+    loss_sum, examples = 0.0, 0
+    for rows in rank_micro_batches(batch_rows, run.world, run.rank, accum):
+        batch = {k: v.to(run.device, non_blocking=True) for k, v in collate(train, rows, collator).items()}
+        out = engine(**batch)
+        # The model's loss is a mean over the micro-batch; rescale so that DeepSpeed's averaging over
+        # accumulation steps and ranks yields the exact global-batch mean.
+        engine.backward(out.loss * (len(rows) * run.world * accum / len(batch_rows)))
+        engine.step()
+        loss_sum = loss_sum + out.loss.detach() * len(rows)
+        examples += len(rows)
+    return loss_sum, examples
 
 
 def frozen_digest(model) -> str:
@@ -456,19 +474,13 @@ def main(spec: JobSpec, output_dir: Path, cache_dir: Path | None = None) -> dict
             batches = [b for b in train_batches(lengths, spec.batch_size, spec.seed, epoch, spec.group_by_length)
                        if len(b) >= run.world * accum]
             while step_in_epoch < len(batches):
-                batch_rows = batches[step_in_epoch]
-                for rows in rank_micro_batches(batch_rows, run.world, run.rank, accum):
-                    batch = {k: v.to(run.device, non_blocking=True)
-                             for k, v in collate(train, rows, collator).items()}
-                    out = engine(**batch)
-                    # The model's loss is a mean over the micro-batch; rescale so that DeepSpeed's
-                    # averaging over accumulation steps and ranks yields the exact global-batch mean.
-                    engine.backward(out.loss * (len(rows) * run.world * accum / len(batch_rows)))
-                    engine.step()
-                    loss_sum += out.loss.detach() * len(rows)  # no host sync here
-                    examples_since_log += len(rows)
+                step_loss, step_examples = train_step(engine, train, batches[step_in_epoch], run, accum, collator)
+                loss_sum += step_loss  # a device tensor: no host sync here
+                examples_since_log += step_examples
                 step_in_epoch += 1
                 global_step += 1
+                if global_step == 1:
+                    history.write({"event": "first_step", "step": 1, "seconds_since_start": time.time() - started})
                 if global_step % spec.log_every_steps == 0:
                     now = time.time()
                     grad_norm = engine.get_global_grad_norm()

