@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -58,9 +59,13 @@ def houlsby(data: Path, reps: int, steps: int, warmup: int) -> dict:
             runs[method].append(glue_bench_loop("sst2", method, 2000, steps, warmup, data))
     med = {k: median_of(v) for k, v in runs.items()}
     memory = {}
-    for method in runs:  # peak RSS needs a fresh process per method
+    # a fresh process per method for its peak RSS, without this process's torch.distributed settings
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    for method in runs:
         proc = subprocess.run([sys.executable, "-m", "benchmarks", "memory-probe", "--method", method,
-                               "--data-dir", str(data), "--steps", "5"], capture_output=True, text=True, check=True)
+                               "--data-dir", str(data), "--steps", "5"], capture_output=True, text=True, check=True,
+                              env=env)
         memory[method] = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("PROBE "))[6:])
     # arithmetic: fp32 weights (4 B/param) + gradients and two AdamW moments for trainable parameters (12 B)
     predicted = {m: 4 * memory[m]["total"] + 12 * memory[m]["trainable"] for m in memory}
@@ -185,7 +190,7 @@ def main() -> None:
     data = args.data_dir.resolve()
     if args.suite == "memory-probe":
         return memory_probe(args.method, data, args.steps)
-    results: dict = {"machine": {"platform": platform.platform(), "cpus": __import__("os").cpu_count(),
+    results: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                                  "python": platform.python_version()},
                      "settings": {"reps": args.reps, "steps": args.steps, "warmup": args.warmup}}
     if args.suite in ("throughput", "all"):
