@@ -126,3 +126,13 @@ def test_subsets_are_random_reproducible_and_in_file_order():
     assert len(set(rows)) == 10 and list(rows) == sorted(rows) and (rows == subset_rows(100, 10, 0)).all()
     assert not (rows == np.arange(10)).all()
     assert (subset_rows(5, 10, 0) == np.arange(5)).all()
+
+
+def test_unreachable_model_hub_is_one_line():
+    from glue_bench.models import load_model, load_tokenizer
+
+    with pytest.raises(GlueBenchError) as e:
+        load_model("bert-base-uncased", TASKS["rte"])
+    assert str(e.value).startswith("cannot load model 'bert-base-uncased':") and "\n" not in str(e.value)
+    with pytest.raises(GlueBenchError, match="cannot load the tokenizer of 'bert-base-uncased'"):
+        load_tokenizer("bert-base-uncased")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import socket
 import threading
@@ -146,7 +145,3 @@ def claim_summary(job_dir: Path) -> str | None:
     if not claim_alive(claim):
         return None
     return f"{claim['host']} pid {claim.get('job_pid') or claim.get('runner_pid')}"
-
-
-def describe_claim(claim: dict) -> str:
-    return json.dumps({k: claim.get(k) for k in ("host", "runner_pid", "job_pid", "expires")})

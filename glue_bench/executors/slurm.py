@@ -264,6 +264,7 @@ def failure_reason(out: Path, jobs_dir: Path, job_id: str) -> str:
     if isinstance(error, dict):
         return f"{error.get('type')}: {error.get('message')}".splitlines()[0][:200]
     slurm_ids = [t for t, j in task_map(jobs_dir).items() if j == job_id]
-    reason = slurm_failure(slurm_ids[-1]) if slurm_ids else None
-    log = slurm_dir(jobs_dir) / "logs" / (slurm_ids[-1].replace("_", "_") + ".out") if slurm_ids else None
-    return (reason or "ended without results") + (f"; log {log}" if log else "")
+    if not slurm_ids:
+        return "ended without results"
+    reason = slurm_failure(slurm_ids[-1]) or "ended without results"
+    return f"{reason}; log {slurm_dir(jobs_dir) / 'logs' / (slurm_ids[-1] + '.out')}"
