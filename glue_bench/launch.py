@@ -14,10 +14,18 @@ from glue_bench.spec import JobSpec
 EXIT_INTERRUPTED = 75  # a job saved its `last` checkpoint on a signal; running it again resumes
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free TCP port, never one this process handed out before (concurrent jobs need distinct ports)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def torchrun_command(spec_path: Path, output_dir: Path, nprocs: int, master_port: int,

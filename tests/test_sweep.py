@@ -124,3 +124,22 @@ def test_relative_paths_in_a_sweep_file_are_made_absolute(tmp_path, real_glue):
     os.symlink(real_glue, tmp_path / "glue")
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(sweep(data="./glue")))
     assert load_sweep(tmp_path / "s.yaml").data == str((tmp_path / "glue").resolve())
+
+
+def test_gpu_slots_pack_jobs_and_pin_them():
+    from glue_bench.executors.local import Slot, job_command, job_environment, make_slots
+
+    slots = make_slots([0, 1, 3], gpus_per_job=1, cpu_slots=None, procs_per_job=1)
+    assert [(s.name, s.gpus) for s in slots] == [("gpu0", (0,)), ("gpu1", (1,)), ("gpu3", (3,))]
+    pairs = make_slots([0, 1, 2, 3, 4], gpus_per_job=2, cpu_slots=None, procs_per_job=1)
+    assert [s.gpus for s in pairs] == [(0, 1), (2, 3)]  # GPU 4 alone cannot hold a 2-GPU job
+    with pytest.raises(GlueBenchError, match="jobs need 2 GPU"):
+        make_slots([0], gpus_per_job=2, cpu_slots=None, procs_per_job=1)
+    env = job_environment(Slot("gpu2,3", gpus=(2, 3)), {"token": "t"}, 30)
+    assert env["CUDA_VISIBLE_DEVICES"] == "2,3" and env["GLUE_BENCH_CLAIM_TOKEN"] == "t"
+    first, second = job_command(Path("s.json"), Path("out"), 2), job_command(Path("s.json"), Path("out"), 2)
+    assert first[1:3] == ["-m", "torch.distributed.run"] and "--nproc-per-node" in first
+    port = first.index("--master-port") + 1
+    assert first[port] != second[port]  # distinct master ports for concurrent jobs
+    cpu = make_slots(None, gpus_per_job=0, cpu_slots=2, procs_per_job=1)
+    assert [s.threads for s in cpu] == [max(1, (os.cpu_count() or 1) // 2)] * 2
