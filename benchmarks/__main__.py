@@ -62,7 +62,7 @@ def houlsby(data: Path, reps: int, steps: int, warmup: int) -> dict:
     # a fresh process per method for its peak RSS, without this process's torch.distributed settings
     env = {k: v for k, v in os.environ.items()
            if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
-    for method in runs:
+    for method in ("full", "houlsby"):
         proc = subprocess.run([sys.executable, "-m", "benchmarks", "memory-probe", "--method", method,
                                "--data-dir", str(data), "--steps", "5"], capture_output=True, text=True, check=True,
                               env=env)
@@ -71,7 +71,7 @@ def houlsby(data: Path, reps: int, steps: int, warmup: int) -> dict:
     predicted = {m: 4 * memory[m]["total"] + 12 * memory[m]["trainable"] for m in memory}
     rate = matmul_flops()
     mfu = {}
-    for method, r in med.items():
+    for method, r in ((m, med[m]) for m in ("full", "houlsby")):
         # model FLOPs per token: 6 x non-embedding params (+ attention 12 x layers x hidden x seq) for full;
         # for adapters the frozen weights need no weight gradients: 4 x frozen + 6 x trainable
         layers, hidden = 6, 384
@@ -86,7 +86,10 @@ def houlsby(data: Path, reps: int, steps: int, warmup: int) -> dict:
         achieved = per_token * r["tokens_per_s"]
         mfu[method] = {"flops_per_token": per_token, "achieved_flops": achieved, "matmul_flops": rate,
                        "mfu_of_matmul_rate": achieved / rate}
-    return {"step_time": med, "step_time_ratio": med["houlsby"]["seconds"] / med["full"]["seconds"],
+    extra = {}
+    if "adapter-trainer" in med:
+        extra["ratio_vs_adapter_trainer"] = med["houlsby"]["examples_per_s"] / med["adapter-trainer"]["examples_per_s"]
+    return {**extra, "step_time": med, "step_time_ratio": med["houlsby"]["seconds"] / med["full"]["seconds"],
             "peak_rss": {m: memory[m]["peak_rss"] for m in memory},
             "peak_rss_ratio": memory["houlsby"]["peak_rss"] / memory["full"]["peak_rss"],
             "predicted_state_bytes": predicted,
@@ -159,6 +162,8 @@ def print_table(results: dict) -> None:
     if "houlsby" in results:
         h = results["houlsby"]
         table.add_row("Houlsby / full step time", f"{h['step_time_ratio']:.2f}")
+        if "ratio_vs_adapter_trainer" in h:
+            table.add_row("glue-bench Houlsby / AdapterTrainer (examples/s)", f"{h['ratio_vs_adapter_trainer']:.2f}x")
         table.add_row("Houlsby / full peak RSS (predicted state ratio)",
                       f"{h['peak_rss_ratio']:.2f} ({h['predicted_ratio']:.2f})")
         for m, v in h["mfu"].items():
@@ -184,6 +189,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--method", default="full")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/glue-bench-benchmarks"))
+    parser.add_argument("--adapters-python", default=None,
+                        help="python of an environment with the adapters library: adds the AdapterTrainer")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
     ensure_environment()
@@ -196,7 +203,7 @@ def main() -> None:
     if args.suite in ("throughput", "all"):
         results["throughput"] = throughput(data, args.reps, args.steps, args.warmup)
     if args.suite in ("houlsby", "all"):
-        results["houlsby"] = houlsby(data, args.reps, args.steps, args.warmup)
+        results["houlsby"] = houlsby(data, args.reps, args.steps, args.warmup, args.adapters_python)
     if args.suite in ("sweep", "all"):
         results["sweep"] = sweep(data, args.work_dir)
     print_table(results)
