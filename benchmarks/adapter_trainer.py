@@ -44,8 +44,9 @@ def main() -> None:
     model = AutoAdapterModel.from_pretrained(path)
     # Houlsby = double (attention + feed-forward) sequential bottleneck; reduction 384 / 64 gives m = 64
     model.add_adapter("glue", config=DoubleSeqBnConfig(reduction_factor=6))
-    model.add_classification_head("glue", num_labels=2)
+    model.add_classification_head("glue", num_labels=2, layers=1)  # one linear layer, like BERT's classifier
     model.train_adapter("glue")
+    model.set_active_adapters("glue")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     marks: dict[str, float] = {}
 
