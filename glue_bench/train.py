@@ -14,7 +14,6 @@ import logging
 import math
 import os
 import platform
-import signal
 import socket
 import subprocess
 import sys
@@ -22,12 +21,17 @@ import time
 import traceback
 from pathlib import Path
 
-import numpy as np
-import torch
+from glue_bench import stop
 
-from glue_bench import checkpoint as ckpt
-from glue_bench import tracking
-from glue_bench.data import (
+if __name__ == "__main__":
+    stop.install()  # before torch loads: a stop signal during start-up is not lost
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from glue_bench import checkpoint as ckpt  # noqa: E402
+from glue_bench import tracking  # noqa: E402
+from glue_bench.data import (  # noqa: E402
     Encoded,
     TokenCache,
     collate,
@@ -37,20 +41,19 @@ from glue_bench.data import (
     subset_rows,
     train_batches,
 )
-from glue_bench.errors import GlueBenchError
-from glue_bench.executors.claims import LeaseKeeper
-from glue_bench.launch import EXIT_INTERRUPTED, free_port
-from glue_bench.methods import ParameterCounts, apply_method
-from glue_bench.metrics import compute_metrics, task_score
-from glue_bench.model_source import folder_weights_hash, resolve_model
-from glue_bench.models import load_model, load_tokenizer
-from glue_bench.results import SCHEMA_VERSION, atomic_write_json, atomic_write_text
-from glue_bench.spec import JobSpec
-from glue_bench.tasks import Task, get_task
+from glue_bench.errors import GlueBenchError  # noqa: E402
+from glue_bench.executors.claims import LeaseKeeper  # noqa: E402
+from glue_bench.launch import EXIT_INTERRUPTED, free_port  # noqa: E402
+from glue_bench.methods import ParameterCounts, apply_method  # noqa: E402
+from glue_bench.metrics import compute_metrics, task_score  # noqa: E402
+from glue_bench.model_source import folder_weights_hash, resolve_model  # noqa: E402
+from glue_bench.models import load_model, load_tokenizer  # noqa: E402
+from glue_bench.results import SCHEMA_VERSION, atomic_write_json, atomic_write_text  # noqa: E402
+from glue_bench.spec import JobSpec  # noqa: E402
+from glue_bench.tasks import Task, get_task  # noqa: E402
 
 log = logging.getLogger("glue_bench.train")
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 
 class SingleProcess:
@@ -89,19 +92,12 @@ class Run:
             torch.cuda.set_device(self.device)
         deepspeed.init_distributed(dist_backend="nccl" if use_gpu else "gloo", auto_mpi_discovery=False)
         self.is_main = self.rank == 0
-        self.stop_requested = False
-
-    def install_signal_handlers(self) -> None:
-        def handler(signum, frame):
-            self.stop_requested = True
-        for s in STOP_SIGNALS:
-            signal.signal(s, handler)
 
     def should_stop(self) -> bool:
         """Every rank must stop at the same step, so ranks agree on the flag (a tiny collective)."""
         if self.world == 1:
-            return self.stop_requested
-        flag = torch.tensor([1.0 if self.stop_requested else 0.0], device=self.device)
+            return stop.requested
+        flag = torch.tensor([1.0 if stop.requested else 0.0], device=self.device)
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         return bool(flag.item())
 
@@ -358,7 +354,7 @@ def main(spec: JobSpec, output_dir: Path, cache_dir: Path | None = None) -> dict
     lease = LeaseKeeper.from_environment(output_dir) if run.is_main else None
     if run.is_main:
         atomic_write_text(output_dir / "spec.json", spec.to_json())
-    run.install_signal_handlers()
+    stop.install()
     task = get_task(spec.task)
     precision = resolve_precision(spec, run.device)
     tracker = start_tracker(spec, output_dir, precision) if run.is_main else tracking.NullTracker()

@@ -71,6 +71,7 @@ def slurm(tmp_path_factory):
     previous = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = str(folder / "slurm.conf")
     yield folder
+    subprocess.run(["scancel", "--user", "root"], timeout=60)  # nothing a failed test left may outlive it
     subprocess.run(["bash", str(ROOT / "scripts" / "slurm_down.sh"), str(folder)], timeout=60)
     if previous is None:
         os.environ.pop("SLURM_CONF", None)
@@ -155,29 +156,42 @@ def test_scontrol_requeue_resumes_and_equals_a_clean_run(clean_array, tmp_path, 
         assert metrics["dev"]["dev"] == pytest.approx(reference[job]["dev"]["dev"], abs=1e-4), job
 
 
-def test_time_limit_signal_checkpoints_requeues_and_finishes_once(clean_array, tmp_path, tiny_bert, real_glue):
-    root = write_sweep(tmp_path, tiny_bert, real_glue)
+def test_time_limit_signal_checkpoints_requeues_and_finishes_once(slurm, tmp_path, tiny_bert, real_glue):
+    # long enough (about a minute) that Slurm's signal, 50 s before a 1-minute limit, lands mid-training
+    long = {"tasks": ["rte"], "methods": {"full": {"learning_rate": 1e-4}}, "epochs": 12, "max_train_samples": 512}
+    root = write_sweep(tmp_path / "slurm", tiny_bert, real_glue, **long)
     glue_bench("plan", "tiny.yaml", cwd=root)
-    job = sorted(results(clean_array))[0]
-    glue_bench("run", "jobs/tiny", "--executor", "slurm", "--only", job, "--time", "1", "--signal-seconds", "50",
-               cwd=root, timeout=900)
+    glue_bench("run", "jobs/tiny", "--executor", "slurm", "--time", "1", "--signal-seconds", "50", cwd=root,
+               timeout=900)
     log = next((root / "jobs" / "tiny" / "slurm" / "logs").glob("*.out")).read_text()
     assert "checkpointed; requeueing" in log
-    assert results(root)[job]["dev"]["dev"] == pytest.approx(results(clean_array)[job]["dev"]["dev"], abs=1e-4)
+    (job, metrics), = results(root).items()
+    history = [json.loads(x) for x in (root / "results" / "tiny" / job / "history.jsonl").read_text().splitlines()]
+    assert any(r.get("event") == "resume" for r in history)
+    clean = tmp_path / "clean"
+    spec = json.loads((root / "jobs" / "tiny" / f"{job}.json").read_text())
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    glue_bench("train", "--spec", str(tmp_path / "spec.json"), "--output-dir", str(clean))
+    reference = json.loads((clean / "metrics.json").read_text())
+    assert reference["job_id"] == job
+    assert metrics["dev"]["dev"] == pytest.approx(reference["dev"]["dev"], abs=1e-4)
+    assert metrics["global_steps"] == reference["global_steps"]
 
 
 def test_cancel_and_unreachable_controller(slurm, tmp_path, tiny_bert, real_glue):
     root = write_sweep(tmp_path, tiny_bert, real_glue, epochs=50)
     glue_bench("plan", "tiny.yaml", cwd=root)
-    glue_bench("run", "jobs/tiny", "--executor", "slurm", "--no-wait", cwd=root)
+    glue_bench("run", "jobs/tiny", "--executor", "slurm", "--no-wait", "--array-parallelism", "1", cwd=root)
     status = glue_bench("status", "jobs/tiny", cwd=root)
-    assert "slurm " in status.stdout
+    assert f"slurm {submission(root)['array_job_id']}_" in status.stdout
     cancelled = glue_bench("cancel", "jobs/tiny", cwd=root)
     assert f"cancelled Slurm arrays {submission(root)['array_job_id']}" in cancelled.stdout
     start = time.time()
     while subprocess.run(["squeue", "-h", "--name", "glue-bench-tiny"], capture_output=True, text=True).stdout:
-        assert time.time() - start < 60
+        assert time.time() - start < 90, "cancelled jobs are still in Slurm"
         time.sleep(0.5)
+    logs = "".join(p.read_text() for p in (root / "jobs" / "tiny" / "slurm" / "logs").glob("*.out"))
+    assert "requeueing" not in logs  # a cancelled job stays cancelled
     dead = tmp_path / "dead.conf"
     dead.write_text((slurm / "slurm.conf").read_text().replace("SlurmctldHost=localhost",
                                                                "SlurmctldHost=localhost\nSlurmctldPort=7"))

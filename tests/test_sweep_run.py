@@ -146,14 +146,17 @@ def test_run_dry_run_says_what_would_run(tiny_bert, real_glue, tmp_path):
 
 def test_interrupt_stops_jobs_with_a_checkpoint_and_releases_claims(tiny_bert, real_glue, tmp_path):
     root = tmp_path / "ctrlc"
-    glue_bench("plan", str(write_sweep(root, tiny_bert, real_glue, tasks=["rte"], epochs=3)), cwd=root)
+    glue_bench("plan", str(write_sweep(root, tiny_bert, real_glue, tasks=["rte"], epochs=40)), cwd=root)
     proc = runner(root)
     start = time.time()
-    while not any(e["event"] == "start" for e in events(root)) or not list(
-            (root / "results" / "tiny").glob("*/history.jsonl")):
-        assert time.time() - start < 120
+
+    def both_training() -> bool:
+        histories = list((root / "results" / "tiny").glob("*/history.jsonl"))
+        return len(histories) == 2 and all("first_step" in h.read_text() for h in histories)
+
+    while not both_training():
+        assert time.time() - start < 180 and proc.poll() is None
         time.sleep(0.05)
-    time.sleep(6)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130
     assert {e["event"] for e in events(root)} >= {"start", "interrupted"}

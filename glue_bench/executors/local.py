@@ -226,7 +226,7 @@ class LocalExecutor:
         out = self.job_dir(run.job_id)
         del self.running[run.job_id]
         elapsed = time.time() - run.started
-        if code == 0 and is_done(out):
+        if is_done(out):  # done, even if the process was stopped while exiting
             self.durations.append(elapsed)
             self.outcome.done.append(run.job_id)
             self.event("done", run.job_id, slot=run.slot.name, seconds=round(elapsed, 2))

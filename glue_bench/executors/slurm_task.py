@@ -11,6 +11,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 from glue_bench.executors import claims
@@ -30,6 +32,13 @@ def first_node() -> str:
     return names[0] if proc.returncode == 0 and names else nodelist
 
 
+def cancelled() -> bool:
+    """Whether this job was cancelled (scancel): then it stays stopped instead of requeueing itself."""
+    proc = subprocess.run(["scontrol", "show", "job", os.environ["SLURM_JOB_ID"], "-o"], capture_output=True,
+                          text=True)
+    return "JobState=CANCELLED" in proc.stdout
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("jobs_dir", type=Path)
@@ -37,6 +46,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ranks-per-node", type=int, default=1)
     parser.add_argument("--gpus-per-node", type=int, default=0)
     args = parser.parse_args(argv)
+    state: dict = {"stop": False, "child": None}
+
+    def forward(signum, frame):
+        # Slurm's time-limit signal (B:USR1) or SIGTERM (requeue, preemption, scancel): the ranks write `last`
+        # and exit 75. Signal the job's steps (the ranks themselves) rather than srun, which would tear the
+        # step down at once.
+        if not state["stop"] and state["child"] is not None:
+            threading.Thread(target=signal_ranks, daemon=True).start()
+        state["stop"] = True
+
+    def signal_ranks() -> None:
+        # repeated until the ranks are gone: a step that was still starting may have missed the first one
+        child = state["child"]
+        while child.poll() is None:
+            sent = subprocess.run(["scancel", "--signal=TERM", os.environ["SLURM_JOB_ID"]], capture_output=True)
+            if sent.returncode != 0:
+                child.send_signal(signal.SIGTERM)
+            time.sleep(3)
+
+    for s in REQUEUE_SIGNALS:  # first thing: a signal during start-up is not lost
+        signal.signal(s, forward)
 
     index = int(os.environ["SLURM_ARRAY_TASK_ID"])
     slurm_id = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{index}"
@@ -59,25 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "GLUE_BENCH_CLAIM_TOKEN": claim["token"],
            "GLUE_BENCH_LEASE_S": str(claim.get("lease_s", claims.DEFAULT_LEASE_S))}
     print(f"{slurm_id}: {job_id}: {' '.join(cmd)}", flush=True)
-    child = subprocess.Popen(cmd, env=env)
-    stop = {"requested": False}
-
-    def forward(signum, frame):
-        # Slurm's time-limit signal (B:USR1) or a SIGTERM: the ranks write `last` and exit 75. Signal the
-        # job's steps (the ranks themselves) rather than srun, which would tear the step down at once.
-        stop["requested"] = True
-        if child.poll() is None:
-            sent = subprocess.run(["scancel", "--signal=TERM", os.environ["SLURM_JOB_ID"]], capture_output=True)
-            if sent.returncode != 0:
-                child.send_signal(signal.SIGTERM)
-
-    for s in REQUEUE_SIGNALS:
-        signal.signal(s, forward)
+    state["child"] = child = subprocess.Popen(cmd, env=env)
+    if state["stop"]:  # the signal came before the ranks existed: pass it on now
+        threading.Thread(target=signal_ranks, daemon=True).start()
     code = child.wait()
     if is_done(out):
         claims.release(out, claim["token"])
         return 0
-    if stop["requested"] or code == EXIT_INTERRUPTED:
+    if state["stop"] or code == EXIT_INTERRUPTED:
+        if cancelled():
+            print(f"{slurm_id}: checkpointed; cancelled, so not requeued", flush=True)
+            return 0
         print(f"{slurm_id}: checkpointed; requeueing", flush=True)
         subprocess.run(["scontrol", "requeue", slurm_id])  # keeps the claim: the requeued task takes it back
         return 0
