@@ -61,7 +61,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
             output_dir=out, per_device_train_batch_size=32, max_steps=warmup + steps, learning_rate=1e-3,
-            warmup_ratio=0.1, logging_strategy="no", save_strategy="no", eval_strategy="no", report_to=[],
+            warmup_steps=max(1, (warmup + steps) // 10),
+            logging_strategy="no", save_strategy="no", eval_strategy="no", report_to=[],
             use_cpu=True, group_by_length=True, dataloader_num_workers=0, seed=0, disable_tqdm=True)
         AdapterTrainer(model=model, args=args, train_dataset=dataset, data_collator=DataCollatorWithPadding(tokenizer),
                        callbacks=[Clock()]).train()

@@ -106,9 +106,10 @@ def trainer_loop(task: str, rows: int, steps: int, warmup: int, data: Path, tune
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
             output_dir=out, per_device_train_batch_size=32, max_steps=warmup + steps, learning_rate=5e-5,
-            warmup_ratio=0.1, weight_decay=0.01, logging_strategy="no", save_strategy="no", eval_strategy="no",
-            report_to=[], use_cpu=True, group_by_length=tuned, dataloader_num_workers=0, seed=0,
-            disable_tqdm=True, max_grad_norm=1.0)
+            warmup_steps=max(1, (warmup + steps) // 10),
+            weight_decay=0.01, logging_strategy="no", save_strategy="no", eval_strategy="no",
+            report_to=[], use_cpu=True, dataloader_num_workers=0, seed=0, disable_tqdm=True, max_grad_norm=1.0,
+            **length_grouping(tuned))
         collator = DataCollatorWithPadding(tokenizer) if tuned else default_data_collator
         Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
                 callbacks=[Clock()]).train()
@@ -116,6 +117,17 @@ def trainer_loop(task: str, rows: int, steps: int, warmup: int, data: Path, tune
     return {"seconds": marks["end"] - marks["start"], "examples": examples,
             "tokens": int(round(examples * lengths.mean())),  # expected non-pad tokens of the sampled rows
             "steps": steps}
+
+
+def length_grouping(on: bool) -> dict:
+    """Length-grouped sampling: `group_by_length` before transformers 5, `train_sampling_strategy` after."""
+    import inspect
+
+    from transformers import TrainingArguments
+
+    if "group_by_length" in inspect.signature(TrainingArguments.__init__).parameters:
+        return {"group_by_length": on}
+    return {"train_sampling_strategy": "group_by_length" if on else "random"}
 
 
 def matmul_flops(n: int = 2048, reps: int = 10) -> float:
