@@ -52,16 +52,36 @@ def memory_probe(method: str, data: Path, steps: int) -> None:
     print("PROBE " + json.dumps(result))
 
 
-def houlsby(data: Path, reps: int, steps: int, warmup: int) -> dict:
+def clean_env() -> dict[str, str]:
+    """This environment without the torch.distributed settings `Run` put into it."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+
+
+def adapter_trainer(python: str, data: Path, steps: int, warmup: int) -> dict:
+    script = Path(__file__).with_name("adapter_trainer.py")
+    env = {**clean_env(), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([python, str(script), str(data), "2000", str(steps), str(warmup)], capture_output=True,
+                          text=True, env=env)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"AdapterTrainer run failed:\n{proc.stderr[-2000:]}")
+    return json.loads(line[7:])
+
+
+def houlsby(data: Path, reps: int, steps: int, warmup: int, adapters_python: str | None = None) -> dict:
     runs: dict[str, list[dict]] = {"full": [], "houlsby": []}
-    for _ in range(reps):
+    if adapters_python:
+        runs["adapter-trainer"] = []
+    for _ in range(reps):  # alternate the methods each repetition
         for method in runs:
-            runs[method].append(glue_bench_loop("sst2", method, 2000, steps, warmup, data))
+            if method == "adapter-trainer":
+                runs[method].append(adapter_trainer(adapters_python, data, steps, warmup))
+            else:
+                runs[method].append(glue_bench_loop("sst2", method, 2000, steps, warmup, data))
     med = {k: median_of(v) for k, v in runs.items()}
     memory = {}
-    # a fresh process per method for its peak RSS, without this process's torch.distributed settings
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    env = clean_env()  # a fresh process per method for its peak RSS
     for method in ("full", "houlsby"):
         proc = subprocess.run([sys.executable, "-m", "benchmarks", "memory-probe", "--method", method,
                                "--data-dir", str(data), "--steps", "5"], capture_output=True, text=True, check=True,
@@ -200,16 +220,21 @@ def main() -> None:
     results: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                                  "python": platform.python_version()},
                      "settings": {"reps": args.reps, "steps": args.steps, "warmup": args.warmup}}
+    def save() -> None:  # after every suite, so a later failure loses nothing
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
+
     if args.suite in ("throughput", "all"):
         results["throughput"] = throughput(data, args.reps, args.steps, args.warmup)
+        save()
     if args.suite in ("houlsby", "all"):
         results["houlsby"] = houlsby(data, args.reps, args.steps, args.warmup, args.adapters_python)
+        save()
     if args.suite in ("sweep", "all"):
         results["sweep"] = sweep(data, args.work_dir)
+        save()
     print_table(results)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
 
 
 if __name__ == "__main__":
