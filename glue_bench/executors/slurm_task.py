@@ -15,14 +15,18 @@ import threading
 import time
 from pathlib import Path
 
-from glue_bench.executors import claims
-from glue_bench.executors.local import record_failure
-from glue_bench.executors.slurm import launcher_command
-from glue_bench.launch import EXIT_INTERRUPTED
-from glue_bench.plan import load_job, load_manifest
-from glue_bench.results import atomic_write_text, is_done, read_json
-
 REQUEUE_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+EARLY_SIGNALS: list[int] = []
+if __name__ == "__main__":  # before the imports below: Slurm's signal may come while they load
+    for _s in REQUEUE_SIGNALS:
+        signal.signal(_s, lambda signum, frame: EARLY_SIGNALS.append(signum))
+
+from glue_bench.executors import claims  # noqa: E402
+from glue_bench.executors.local import record_failure  # noqa: E402
+from glue_bench.executors.slurm import launcher_command  # noqa: E402
+from glue_bench.launch import EXIT_INTERRUPTED  # noqa: E402
+from glue_bench.plan import load_job, load_manifest  # noqa: E402
+from glue_bench.results import atomic_write_text, is_done, read_json  # noqa: E402
 
 
 def first_node() -> str:
@@ -46,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ranks-per-node", type=int, default=1)
     parser.add_argument("--gpus-per-node", type=int, default=0)
     args = parser.parse_args(argv)
-    state: dict = {"stop": False, "child": None}
+    state: dict = {"stop": bool(EARLY_SIGNALS), "child": None}
 
     def forward(signum, frame):
         # Slurm's time-limit signal (B:USR1) or SIGTERM (requeue, preemption, scancel): the ranks write `last`
@@ -65,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                 child.send_signal(signal.SIGTERM)
             time.sleep(3)
 
-    for s in REQUEUE_SIGNALS:  # first thing: a signal during start-up is not lost
+    for s in REQUEUE_SIGNALS:
         signal.signal(s, forward)
 
     index = int(os.environ["SLURM_ARRAY_TASK_ID"])
