@@ -5,6 +5,8 @@ after a warm-up; ratios are reported, not absolute times (these machines are noi
     python -m benchmarks houlsby --data-dir ../shared/glue_data         # Houlsby vs full: step time, memory, MFU
     python -m benchmarks sweep --data-dir ../shared/glue_data           # run --slots 2 vs one job after another
     python -m benchmarks all --data-dir ../shared/glue_data --out benchmarks/results.json
+    python -m benchmarks throughput --device cuda --precision bf16 --steps 50   # on a GPU
+    python -m benchmarks profile --method full                           # where a step's time goes
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from benchmarks.loops import ensure_environment, glue_bench_loop, matmul_flops, trainer_loop
+from benchmarks.loops import Setup, ensure_environment, glue_bench_loop, matmul_flops, trainer_loop
 
 
 def median_of(results: list[dict]) -> dict:
@@ -30,25 +33,35 @@ def median_of(results: list[dict]) -> dict:
             "tokens_per_s": first["tokens"] / seconds, "reps": [round(r["seconds"], 3) for r in results]}
 
 
-def throughput(data: Path, reps: int, steps: int, warmup: int) -> dict:
+def throughput(data: Path, reps: int, steps: int, warmup: int, setup: Setup, autocast_variant: bool = False) -> dict:
     out = {}
     for task, rows in (("sst2", 2000), ("rte", 2000)):
         runs: dict[str, list[dict]] = {"glue-bench": [], "trainer-default": [], "trainer-tuned": []}
-        for _ in range(reps):  # alternate A/B/C each repetition
-            runs["glue-bench"].append(glue_bench_loop(task, "full", rows, steps, warmup, data))
-            runs["trainer-default"].append(trainer_loop(task, rows, steps, warmup, data, tuned=False))
-            runs["trainer-tuned"].append(trainer_loop(task, rows, steps, warmup, data, tuned=True))
+        if autocast_variant:
+            runs["glue-bench-autocast"] = []
+        for _ in range(reps):  # alternate the loops each repetition
+            runs["glue-bench"].append(glue_bench_loop(task, "full", rows, steps, warmup, data, setup))
+            runs["trainer-default"].append(trainer_loop(task, rows, steps, warmup, data, False, setup))
+            runs["trainer-tuned"].append(trainer_loop(task, rows, steps, warmup, data, True, setup))
+            if autocast_variant:
+                runs["glue-bench-autocast"].append(
+                    glue_bench_loop(task, "full", rows, steps, warmup, data, replace(setup, autocast=True)))
         med = {k: median_of(v) for k, v in runs.items()}
         ours = med["glue-bench"]["examples_per_s"]
         out[task] = {**med, "ratio_vs_tuned": ours / med["trainer-tuned"]["examples_per_s"],
                      "ratio_vs_default": ours / med["trainer-default"]["examples_per_s"]}
+        if autocast_variant:
+            out[task]["autocast_ratio_vs_tuned"] = (med["glue-bench-autocast"]["examples_per_s"]
+                                                    / med["trainer-tuned"]["examples_per_s"])
     return out
 
 
-def memory_probe(method: str, data: Path, steps: int) -> None:
-    """Run in a fresh process: N steps of one method, then print peak RSS (bytes) and counts as JSON."""
-    result = glue_bench_loop("sst2", method, 2000, steps, 1, data)
-    result["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def memory_probe(method: str, data: Path, steps: int, setup: Setup) -> None:
+    """Run in a fresh process: N steps of one method, then print its peak memory (bytes) and counts as JSON:
+    `max_memory_allocated` on a GPU, peak RSS on the CPU."""
+    result = glue_bench_loop("sst2", method, 2000, steps, 1, data, setup)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    result["peak"] = result["peak_cuda_bytes"] if setup.device == "cuda" else rss
     print("PROBE " + json.dumps(result))
 
 
@@ -69,7 +82,7 @@ def adapter_trainer(python: str, data: Path, steps: int, warmup: int) -> dict:
     return json.loads(line[7:])
 
 
-def houlsby(data: Path, reps: int, steps: int, warmup: int, adapters_python: str | None = None) -> dict:
+def houlsby(data: Path, reps: int, steps: int, warmup: int, setup: Setup, adapters_python: str | None = None) -> dict:
     runs: dict[str, list[dict]] = {"full": [], "houlsby": []}
     if adapters_python:
         runs["adapter-trainer"] = []
@@ -78,24 +91,35 @@ def houlsby(data: Path, reps: int, steps: int, warmup: int, adapters_python: str
             if method == "adapter-trainer":
                 runs[method].append(adapter_trainer(adapters_python, data, steps, warmup))
             else:
-                runs[method].append(glue_bench_loop("sst2", method, 2000, steps, warmup, data))
+                runs[method].append(glue_bench_loop("sst2", method, 2000, steps, warmup, data, setup))
     med = {k: median_of(v) for k, v in runs.items()}
     memory = {}
     env = clean_env()  # a fresh process per method for its peak RSS
     for method in ("full", "houlsby"):
         proc = subprocess.run([sys.executable, "-m", "benchmarks", "memory-probe", "--method", method,
-                               "--data-dir", str(data), "--steps", "5"], capture_output=True, text=True, check=True,
-                              env=env)
+                               "--data-dir", str(data), "--steps", "5", "--model", setup.model,
+                               "--device", setup.device, "--precision", setup.precision],
+                              capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise RuntimeError(f"memory probe failed:\n{proc.stderr[-2000:]}")
         memory[method] = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("PROBE "))[6:])
-    # arithmetic: fp32 weights (4 B/param) + gradients and two AdamW moments for trainable parameters (12 B)
-    predicted = {m: 4 * memory[m]["total"] + 12 * memory[m]["trainable"] for m in memory}
-    rate = matmul_flops()
+    # arithmetic, fp32: weights (4 B/param) + gradient and two AdamW moments per trainable parameter (12 B);
+    # bf16 under DeepSpeed without ZeRO: bf16 weights (2 B) + per trainable parameter a bf16 gradient, an fp32
+    # master copy, its fp32 gradient and two fp32 moments (18 B)
+    per_weight, per_trainable = (2, 18) if setup.precision == "bf16" else (4, 12)
+    predicted = {m: per_weight * memory[m]["total"] + per_trainable * memory[m]["trainable"] for m in memory}
+    rate = matmul_flops(setup)
+    from transformers import AutoConfig
+
+    from glue_bench.model_source import resolve_model
+
+    config = AutoConfig.from_pretrained(resolve_model(setup.model))
     mfu = {}
     for method, r in ((m, med[m]) for m in ("full", "houlsby")):
         # model FLOPs per token: 6 x non-embedding params (+ attention 12 x layers x hidden x seq) for full;
         # for adapters the frozen weights need no weight gradients: 4 x frozen + 6 x trainable
-        layers, hidden = 6, 384
-        embedding = 30522 * hidden + 512 * hidden + 2 * hidden
+        layers, hidden = config.num_hidden_layers, config.hidden_size
+        embedding = (config.vocab_size + config.max_position_embeddings + config.type_vocab_size) * hidden
         nonemb = r["total"] - embedding
         seq = r["padded_tokens"] / r["examples"]
         if method == "full":
@@ -110,8 +134,9 @@ def houlsby(data: Path, reps: int, steps: int, warmup: int, adapters_python: str
     if "adapter-trainer" in med:
         extra["ratio_vs_adapter_trainer"] = med["houlsby"]["examples_per_s"] / med["adapter-trainer"]["examples_per_s"]
     return {**extra, "step_time": med, "step_time_ratio": med["houlsby"]["seconds"] / med["full"]["seconds"],
-            "peak_rss": {m: memory[m]["peak_rss"] for m in memory},
-            "peak_rss_ratio": memory["houlsby"]["peak_rss"] / memory["full"]["peak_rss"],
+            "peak_memory_kind": "max_memory_allocated" if setup.device == "cuda" else "peak RSS",
+            "peak_memory": {m: memory[m]["peak"] for m in memory},
+            "peak_memory_ratio": memory["houlsby"]["peak"] / memory["full"]["peak"],
             "predicted_state_bytes": predicted,
             "predicted_ratio": predicted["houlsby"] / predicted["full"], "mfu": mfu}
 
@@ -174,21 +199,24 @@ def print_table(results: dict) -> None:
     table.add_column("measure")
     table.add_column("value", justify="right")
     for task, r in results.get("throughput", {}).items():
-        for k in ("glue-bench", "trainer-default", "trainer-tuned"):
+        for k in [k for k in r if k.startswith(("glue-bench", "trainer-"))]:
             table.add_row(f"{task} {k}: examples/s | non-pad tokens/s",
                           f"{r[k]['examples_per_s']:.1f} | {r[k]['tokens_per_s']:.0f}")
         table.add_row(f"{task} glue-bench / tuned Trainer", f"{r['ratio_vs_tuned']:.2f}x")
         table.add_row(f"{task} glue-bench / default Trainer", f"{r['ratio_vs_default']:.2f}x")
+        if "autocast_ratio_vs_tuned" in r:
+            table.add_row(f"{task} glue-bench autocast / tuned Trainer", f"{r['autocast_ratio_vs_tuned']:.2f}x")
     if "houlsby" in results:
         h = results["houlsby"]
         table.add_row("Houlsby / full step time", f"{h['step_time_ratio']:.2f}")
         if "ratio_vs_adapter_trainer" in h:
             table.add_row("glue-bench Houlsby / AdapterTrainer (examples/s)", f"{h['ratio_vs_adapter_trainer']:.2f}x")
-        table.add_row("Houlsby / full peak RSS (predicted state ratio)",
-                      f"{h['peak_rss_ratio']:.2f} ({h['predicted_ratio']:.2f})")
+        table.add_row(f"Houlsby / full {h['peak_memory_kind']} (predicted state ratio)",
+                      f"{h['peak_memory_ratio']:.2f} ({h['predicted_ratio']:.2f})")
+        precision = results["settings"]["precision"]
         for m, v in h["mfu"].items():
-            table.add_row(f"MFU {m} (of measured fp32 matmul rate {v['matmul_flops'] / 1e9:.0f} GFLOP/s)",
-                          f"{100 * v['mfu_of_matmul_rate']:.0f}%")
+            table.add_row(f"MFU {m} (of measured {precision} matmul rate {v['matmul_flops'] / 1e9:.0f} GFLOP/s)",
+                          f"{100 * v['mfu_of_matmul_rate']:.3g}%")
     if "sweep" in results:
         s = results["sweep"]
         for k in ("sequential", "run --slots 2"):
@@ -202,7 +230,7 @@ def print_table(results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("suite", choices=["throughput", "houlsby", "sweep", "all", "memory-probe"])
+    parser.add_argument("suite", choices=["throughput", "houlsby", "sweep", "all", "profile", "memory-probe"])
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/glue_data"))
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
@@ -212,24 +240,40 @@ def main() -> None:
     parser.add_argument("--adapters-python", default=None,
                         help="python of an environment with the adapters library: adds the AdapterTrainer")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("--model", default=Setup.model, help="hub id or folder of the model to train")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--autocast-variant", action="store_true",
+                        help="throughput: also time glue-bench with fp32 weights under torch.autocast")
     args = parser.parse_args()
     ensure_environment()
     data = args.data_dir.resolve()
+    setup = Setup(args.model, args.device, args.precision)
     if args.suite == "memory-probe":
-        return memory_probe(args.method, data, args.steps)
+        return memory_probe(args.method, data, args.steps, setup)
+    if args.suite == "profile":  # torch.profiler over the timed steps of glue-bench's loop on SST-2
+        result = glue_bench_loop("sst2", args.method, 2000, args.steps, args.warmup, data, setup, profile=True)
+        print(result.pop("profile"))
+        print(json.dumps({k: v for k, v in result.items() if k != "peak_cuda_bytes"}))
+        return None
     results: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                                  "python": platform.python_version()},
-                     "settings": {"reps": args.reps, "steps": args.steps, "warmup": args.warmup}}
+                     "settings": {"reps": args.reps, "steps": args.steps, "warmup": args.warmup,
+                                  "model": args.model, "device": args.device, "precision": args.precision}}
+    if args.device == "cuda":
+        import torch
+
+        results["machine"]["gpu"] = torch.cuda.get_device_name()
     def save() -> None:  # after every suite, so a later failure loses nothing
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
 
     if args.suite in ("throughput", "all"):
-        results["throughput"] = throughput(data, args.reps, args.steps, args.warmup)
+        results["throughput"] = throughput(data, args.reps, args.steps, args.warmup, setup, args.autocast_variant)
         save()
     if args.suite in ("houlsby", "all"):
-        results["houlsby"] = houlsby(data, args.reps, args.steps, args.warmup, args.adapters_python)
+        results["houlsby"] = houlsby(data, args.reps, args.steps, args.warmup, setup, args.adapters_python)
         save()
     if args.suite in ("sweep", "all"):
         results["sweep"] = sweep(data, args.work_dir)

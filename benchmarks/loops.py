@@ -1,78 +1,107 @@
 """The two training loops under test, timed the same way: W warm-up steps, then N timed steps on the same
-examples, batch 32, max length 128, no evaluation, saving or logging inside the timed region."""
+examples, batch 32, max length 128, no evaluation, saving or logging inside the timed region.
+
+`Setup` says where they run: the model (hub id or folder), the device (cpu or cuda) and the precision (fp32 or
+bf16). On a GPU the clock starts and stops after `torch.cuda.synchronize()`."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-def _spec(task: str, method: str, rows: int, data: Path, lr: float):
+@dataclass(frozen=True)
+class Setup:
+    model: str = MODEL
+    device: str = "cpu"
+    precision: str = "fp32"
+    autocast: bool = False  # glue-bench loop only: fp32 weights with torch.autocast to `precision`
+
+    def sync(self) -> None:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+
+
+def _spec(task: str, method: str, rows: int, data: Path, lr: float, setup: Setup):
     from glue_bench.spec import JobSpec
 
-    return JobSpec(task=task, model=MODEL, method=method, bottleneck=64 if method == "houlsby" else None,
+    return JobSpec(task=task, model=setup.model, method=method, bottleneck=64 if method == "houlsby" else None,
                    data=str(data), learning_rate=lr, batch_size=32, max_seq_length=128, max_train_samples=rows,
-                   epochs=1, wandb="disabled")
+                   epochs=1, wandb="disabled", num_gpus=1 if setup.device == "cuda" else 0,
+                   precision=setup.precision)
 
 
-def glue_bench_loop(task: str, method: str, rows: int, steps: int, warmup: int, data: Path) -> dict:
+def glue_bench_loop(task: str, method: str, rows: int, steps: int, warmup: int, data: Path,
+                    setup: Setup = Setup(), profile: bool = False) -> dict:
     """glue-bench's own loop (`train.train_step` under DeepSpeed), length-grouped batches, dynamic padding."""
-    import deepspeed
-    import torch
-    from transformers import DataCollatorWithPadding
-
-    from glue_bench.data import TokenCache, resolve_data_source, subset_rows, train_batches
+    from glue_bench.data import Padding, TokenCache, resolve_data_source, subset_rows, train_batches
     from glue_bench.methods import apply_method
     from glue_bench.models import load_model, load_tokenizer
     from glue_bench.tasks import get_task
-    from glue_bench.train import (
-        Run,
-        build_deepspeed_config,
-        linear_schedule,
-        optimizer_groups,
-        seed_everything,
-        train_step,
-    )
+    from glue_bench.train import Run, build_engine, seed_everything, train_step
 
-    spec = _spec(task, method, rows, data, 1e-3 if method == "houlsby" else 5e-5)
+    spec = _spec(task, method, rows, data, 1e-3 if method == "houlsby" else 5e-5, setup)
     run = Run(spec)
     seed_everything(0)
     task_info = get_task(task)
-    tokenizer = load_tokenizer(MODEL)
-    model = load_model(MODEL, task_info)
+    tokenizer = load_tokenizer(setup.model)
+    model = load_model(setup.model, task_info)
     counts = apply_method(model, spec)
+    model.to(run.device)
     cache = TokenCache()
     full = cache.encoded(task_info, "train", resolve_data_source(spec.data), tokenizer, 128)
     train = full.select(subset_rows(len(full), rows, 0))
     batches = train_batches(train.lengths, 32, 0, 0, True)[: warmup + steps]
-    optimizer = torch.optim.AdamW(optimizer_groups(model, 0.01), lr=spec.learning_rate)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(2, warmup + steps))
-    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
-                                      config=build_deepspeed_config(spec, 1, "fp32"))
-    collator = DataCollatorWithPadding(tokenizer)
+    if setup.autocast:
+        engine, _ = build_engine(model, spec.replace(precision="fp32"), run, "fp32", 2, warmup + steps,
+                                 {"torch_autocast": {"enabled": True, "dtype": "bfloat16"}})
+    else:
+        engine, _ = build_engine(model, spec, run, setup.precision, 2, warmup + steps)
+    collator = Padding.for_tokenizer(tokenizer)
     engine.train()
     for b in batches[:warmup]:
         train_step(engine, train, b, run, 1, collator)
+    setup.sync()
+    profiler = contextlib.nullcontext()
+    if profile:
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if setup.device == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        profiler = torch.profiler.profile(activities=activities)
     start = time.perf_counter()
-    loss = 0.0
-    for b in batches[warmup:]:
-        loss = loss + train_step(engine, train, b, run, 1, collator)[0]
-    float(loss)  # one host sync at the end
+    with profiler:
+        loss = 0.0
+        for b in batches[warmup:]:
+            loss = loss + train_step(engine, train, b, run, 1, collator)[0]
+        float(loss)  # one host sync at the end
     seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated() if setup.device == "cuda" else None
+    del engine, model
     timed = np.concatenate(batches[warmup:])
     tokens = int(train.lengths[timed].sum())
     padded = int(sum(train.lengths[b].max() * len(b) for b in batches[warmup:]))
     return {"seconds": seconds, "examples": len(timed), "tokens": tokens, "padded_tokens": padded,
-            "trainable": counts.trainable, "total": counts.total, "steps": steps}
+            "trainable": counts.trainable, "total": counts.total, "steps": steps, "peak_cuda_bytes": peak,
+            **({"profile": profile_table(profiler, setup)} if profile else {})}
 
 
-def trainer_loop(task: str, rows: int, steps: int, warmup: int, data: Path, tuned: bool) -> dict:
+def profile_table(profiler, setup: Setup, rows: int = 25) -> str:
+    """The profiled steps' operators, most self time first (device time on a GPU, CPU time otherwise)."""
+    key = "self_device_time_total" if setup.device == "cuda" else "self_cpu_time_total"
+    return profiler.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
+
+
+def trainer_loop(task: str, rows: int, steps: int, warmup: int, data: Path, tuned: bool,
+                 setup: Setup = Setup()) -> dict:
     """The Hugging Face Trainer as run_glue drives it: padding to 128 (default) or, tuned, dynamic padding
     with length-grouped sampling. Full fine-tuning, the same examples, batch and number of steps."""
     import datasets
@@ -83,8 +112,8 @@ def trainer_loop(task: str, rows: int, steps: int, warmup: int, data: Path, tune
     from glue_bench.tasks import get_task
 
     task_info = get_task(task)
-    tokenizer = load_tokenizer(MODEL)
-    model = load_model(MODEL, task_info)
+    tokenizer = load_tokenizer(setup.model)
+    model = load_model(setup.model, task_info)
     raw = load_split(task_info, "train", str(data))
     keep = subset_rows(len(raw), rows, 0)
     texts = [[raw.columns[f][i] for i in keep] for f in task_info.text_fields]
@@ -98,17 +127,21 @@ def trainer_loop(task: str, rows: int, steps: int, warmup: int, data: Path, tune
     class Clock(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):
             if state.global_step == warmup:
+                setup.sync()
                 marks["start"] = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
-            marks["end"] = time.perf_counter()
+            if state.global_step == warmup + steps:
+                setup.sync()
+                marks["end"] = time.perf_counter()
 
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
             output_dir=out, per_device_train_batch_size=32, max_steps=warmup + steps, learning_rate=5e-5,
             warmup_steps=max(1, (warmup + steps) // 10),
             weight_decay=0.01, logging_strategy="no", save_strategy="no", eval_strategy="no",
-            report_to=[], use_cpu=True, dataloader_num_workers=0, seed=0, disable_tqdm=True, max_grad_norm=1.0,
+            report_to=[], use_cpu=setup.device == "cpu", bf16=setup.precision == "bf16", dataloader_num_workers=0,
+            seed=0, disable_tqdm=True, max_grad_norm=1.0,
             **length_grouping(tuned))
         collator = DataCollatorWithPadding(tokenizer) if tuned else default_data_collator
         Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
@@ -130,16 +163,19 @@ def length_grouping(on: bool) -> dict:
     return {"train_sampling_strategy": "group_by_length" if on else "random"}
 
 
-def matmul_flops(n: int = 2048, reps: int = 10) -> float:
-    """Dense fp32 matmul FLOP/s on this machine (best of `reps`)."""
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_flops(setup: Setup = Setup(), reps: int = 10) -> float:
+    """Dense matmul FLOP/s of this machine in the setup's device and precision (best of `reps`)."""
+    n = 8192 if setup.device == "cuda" else 2048
+    dtype = torch.bfloat16 if setup.precision == "bf16" else torch.float32
+    a = torch.randn(n, n, device=setup.device, dtype=dtype)
+    b = torch.randn(n, n, device=setup.device, dtype=dtype)
     a @ b
     best = float("inf")
     for _ in range(reps):
+        setup.sync()
         start = time.perf_counter()
         a @ b
+        setup.sync()
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best
 

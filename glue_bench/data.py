@@ -96,24 +96,76 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 @dataclass(slots=True)
 class Encoded:
-    """A tokenised split in memory: token ids per example plus labels, indices and lengths."""
+    """A tokenised split: every example's token ids in one flat array (memory-mapped from the cache), each
+    example a [start, end) slice of it, plus labels and indices. `select` makes a view, copying no tokens."""
 
-    input_ids: list[list[int]]
-    token_type_ids: list[list[int]] | None
+    ids: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    types: np.ndarray | None  # token type ids, laid out as `ids`; None for tokenizers without them
     labels: np.ndarray
     idx: np.ndarray
     source: dict
 
     def __len__(self) -> int:
-        return len(self.input_ids)
+        return len(self.starts)
 
     @property
     def lengths(self) -> np.ndarray:
-        return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+        return self.ends - self.starts
+
+    @property
+    def input_ids(self) -> list[list[int]]:
+        return [self.ids[s:e].tolist() for s, e in zip(self.starts, self.ends, strict=True)]
+
+    @property
+    def token_type_ids(self) -> list[list[int]] | None:
+        if self.types is None:
+            return None
+        return [self.types[s:e].tolist() for s, e in zip(self.starts, self.ends, strict=True)]
 
     def select(self, rows: np.ndarray) -> Encoded:
-        tt = None if self.token_type_ids is None else [self.token_type_ids[i] for i in rows]
-        return Encoded([self.input_ids[i] for i in rows], tt, self.labels[rows], self.idx[rows], self.source)
+        return Encoded(self.ids, self.starts[rows], self.ends[rows], self.types, self.labels[rows], self.idx[rows],
+                       self.source)
+
+
+def _flat_lists(table, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A list<int> column of an Arrow table as (flat values, offsets), without a copy where Arrow allows."""
+    column = table.column(name).combine_chunks()
+    offsets = column.offsets.to_numpy().astype(np.int64)
+    return column.values.to_numpy(), offsets
+
+
+@dataclass(frozen=True)
+class Padding:
+    """Dynamic padding: a batch of rows padded to its longest row, on the tokenizer's padding side, as torch
+    tensors (input_ids, attention_mask, token_type_ids when the tokenizer has them, labels)."""
+
+    pad_token_id: int
+    left: bool = False
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer) -> Padding:
+        return cls(int(tokenizer.pad_token_id), getattr(tokenizer, "padding_side", "right") == "left")
+
+    def __call__(self, encoded: Encoded, rows: np.ndarray) -> dict:
+        import torch
+
+        starts, lengths = encoded.starts[rows], encoded.lengths[rows]
+        width = int(lengths.max())
+        positions = np.arange(width)
+        mask = positions >= width - lengths[:, None] if self.left else positions < lengths[:, None]
+        offset = positions - (width - lengths[:, None]) if self.left else positions
+        take = (starts[:, None] + offset)[mask]
+        ids = np.full(mask.shape, self.pad_token_id, dtype=np.int64)
+        ids[mask] = encoded.ids[take]
+        batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask.astype(np.int64))}
+        if encoded.types is not None:
+            types = np.zeros(mask.shape, dtype=np.int64)
+            types[mask] = encoded.types[take]
+            batch["token_type_ids"] = torch.from_numpy(types)
+        batch["labels"] = torch.from_numpy(encoded.labels[rows])
+        return batch
 
 
 class TokenCache:
@@ -141,9 +193,12 @@ class TokenCache:
             self.misses += 1
             ds = self._tokenize(task, raw, tokenizer, max_length)
             self._publish(ds, entry, key_data)
-        tt = list(ds["token_type_ids"]) if "token_type_ids" in ds.column_names else None
-        labels = np.asarray(ds["label"], dtype=np.float32 if task.is_regression else np.int64)
-        return Encoded(list(ds["input_ids"]), tt, labels, np.asarray(ds["idx"], dtype=np.int64), raw.source)
+        table = ds.data  # Arrow, memory-mapped from the cache: no per-row Python objects
+        ids, offsets = _flat_lists(table, "input_ids")
+        types = _flat_lists(table, "token_type_ids")[0] if "token_type_ids" in ds.column_names else None
+        labels = table.column("label").to_numpy().astype(np.float32 if task.is_regression else np.int64)
+        idx = table.column("idx").to_numpy().astype(np.int64)
+        return Encoded(ids, offsets[:-1], offsets[1:], types, labels, idx, raw.source)
 
     @staticmethod
     def _tokenize(task: Task, raw: SplitData, tokenizer, max_length: int):
@@ -208,12 +263,6 @@ def eval_batches(lengths: np.ndarray, world_size: int, rank: int, batch_size: in
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def collate(encoded: Encoded, rows: np.ndarray, collator) -> dict:
-    """A batch padded to its longest row (dynamic padding) by a `DataCollatorWithPadding`."""
-    features = []
-    for i in rows:
-        f = {"input_ids": encoded.input_ids[i], "labels": encoded.labels[i].item()}
-        if encoded.token_type_ids is not None:
-            f["token_type_ids"] = encoded.token_type_ids[i]
-        features.append(f)
-    return collator(features)
+def collate(encoded: Encoded, rows: np.ndarray, collator: Padding) -> dict:
+    """A batch of `rows`, padded to its longest row (dynamic padding)."""
+    return collator(encoded, rows)

@@ -27,6 +27,7 @@ def load_tokenizer(model: str):
 
 def load_model(model: str, task: Task):
     """A sequence-classification model for `task` on top of the pretrained encoder `model`."""
+    import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     path = resolve_model(model)
@@ -37,7 +38,8 @@ def load_model(model: str, task: Task):
             problem_type="regression" if task.is_regression else "single_label_classification",
             id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)},
         )
-        return AutoModelForSequenceClassification.from_pretrained(path, config=config)
+        # fp32 whatever the checkpoint holds: DeepSpeed casts for bf16/fp16 and keeps fp32 master weights
+        return AutoModelForSequenceClassification.from_pretrained(path, config=config, dtype=torch.float32)
     except (OSError, ValueError, KeyError) as e:
         raise GlueBenchError(
             f"cannot load model {model!r}: {_first_line(e)} (no local folder of that name, and the hub "

@@ -39,9 +39,7 @@ def load_trained_model(checkpoint: Path, spec: JobSpec, task):
 def predict_split(checkpoint: Path, task_name: str, split: str, data: str | None, out: Path | None,
                   cache_dir: Path | None = None) -> tuple[Path, int]:
     """Write predictions for `split` of `task_name` to `out`; returns (path, rows)."""
-    from transformers import DataCollatorWithPadding
-
-    from glue_bench.data import TokenCache, resolve_data_source
+    from glue_bench.data import Padding, TokenCache, resolve_data_source
     from glue_bench.train import SingleProcess, predict, write_predictions
 
     checkpoint = Path(checkpoint)
@@ -56,7 +54,7 @@ def predict_split(checkpoint: Path, task_name: str, split: str, data: str | None
     model.to(device)
     source = resolve_data_source(data if data is not None else spec.data)
     encoded = TokenCache(cache_dir).encoded(task, split, source, tokenizer, spec.max_seq_length)
-    preds, _ = predict(model, encoded, task, SingleProcess(device), DataCollatorWithPadding(tokenizer), 64)
+    preds, _ = predict(model, encoded, task, SingleProcess(device), Padding.for_tokenizer(tokenizer), 64)
     out = Path(out) if out else checkpoint / "predict" / f"{split}.tsv"
     rows = write_predictions(out, task, encoded, preds, with_labels=split in task.dev_splits)
     return out, rows
