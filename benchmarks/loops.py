@@ -24,7 +24,7 @@ class Setup:
     model: str = MODEL
     device: str = "cpu"
     precision: str = "fp32"
-    autocast: bool = False  # glue-bench loop only: fp32 weights with torch.autocast to `precision`
+    deepspeed_bf16: bool = False  # glue-bench loop only: DeepSpeed's bf16 weights instead of autocast
 
     def sync(self) -> None:
         if self.device == "cuda":
@@ -61,11 +61,8 @@ def glue_bench_loop(task: str, method: str, rows: int, steps: int, warmup: int, 
     full = cache.encoded(task_info, "train", resolve_data_source(spec.data), tokenizer, 128)
     train = full.select(subset_rows(len(full), rows, 0))
     batches = train_batches(train.lengths, 32, 0, 0, True)[: warmup + steps]
-    if setup.autocast:
-        engine, _ = build_engine(model, spec.replace(precision="fp32"), run, "fp32", 2, warmup + steps,
-                                 {"torch_autocast": {"enabled": True, "dtype": "bfloat16"}})
-    else:
-        engine, _ = build_engine(model, spec, run, setup.precision, 2, warmup + steps)
+    overrides = {"bf16": {"enabled": True}, "torch_autocast": {"enabled": False}} if setup.deepspeed_bf16 else None
+    engine, _ = build_engine(model, spec, run, setup.precision, 2, warmup + steps, overrides)
     collator = Padding.for_tokenizer(tokenizer)
     engine.train()
     for b in batches[:warmup]:
