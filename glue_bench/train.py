@@ -73,6 +73,9 @@ class Interrupted(Exception):
     """A stop signal arrived; `last` has been written."""
 
 
+STOP_CHECK_STEPS = 10  # with several ranks, how often they agree on a stop signal
+
+
 class Run:
     """Rank, world and device of this process, and the stop flag set by signals."""
 
@@ -94,10 +97,13 @@ class Run:
         deepspeed.init_distributed(dist_backend="nccl" if use_gpu else "gloo", auto_mpi_discovery=False)
         self.is_main = self.rank == 0
 
-    def should_stop(self) -> bool:
-        """Every rank must stop at the same step, so ranks agree on the flag (a tiny collective)."""
+    def should_stop(self, step: int | None = None) -> bool:
+        """Every rank must stop at the same step, so ranks agree on the flag: a tiny collective (and a host
+        sync), asked every STOP_CHECK_STEPS optimizer steps and whenever `step` is None (epoch ends)."""
         if self.world == 1:
             return stop.requested
+        if step is not None and step % STOP_CHECK_STEPS:
+            return False
         flag = torch.tensor([1.0 if stop.requested else 0.0], device=self.device)
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         return bool(flag.item())
@@ -519,7 +525,7 @@ def main(spec: JobSpec, output_dir: Path, cache_dir: Path | None = None) -> dict
                 if spec.eval_every_steps and global_step % spec.eval_every_steps == 0 \
                         and step_in_epoch < len(batches):
                     evaluate()
-                if run.should_stop():
+                if run.should_stop(global_step):
                     save_last()
                     raise Interrupted()
             evaluate()

@@ -8,8 +8,9 @@ Slurm's own client tools is needed. Kept under jobs/<sweep>/slurm/: `array-<n>.j
 Inside each array task `python -m glue_bench.executors.slurm_task` claims the job (when it starts on a node, not
 at submission), starts one launcher per node with `srun` (torchrun for several ranks, ranks and master address
 from Slurm's environment) and, when Slurm signals the time limit (`--signal=B:USR1@T`) or sends SIGTERM,
-passes SIGTERM to the ranks (they write `last` and exit 75) and requeues itself; the requeued task recognises
-its own claim and resumes.
+passes SIGTERM to the ranks (they write `last` and exit 75). On the time-limit signal it requeues itself; on
+SIGTERM (scancel, `scontrol requeue`, preemption) Slurm decides whether the job comes back. A requeued task
+recognises its own claim and resumes.
 """
 
 from __future__ import annotations

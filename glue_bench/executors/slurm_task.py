@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 REQUEUE_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
@@ -50,24 +49,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ranks-per-node", type=int, default=1)
     parser.add_argument("--gpus-per-node", type=int, default=0)
     args = parser.parse_args(argv)
-    state: dict = {"stop": bool(EARLY_SIGNALS), "child": None}
+    # SIGUSR1 is our own time-limit signal (--signal=B:USR1@T): checkpoint and requeue. SIGTERM comes from scancel,
+    # `scontrol requeue` or preemption: checkpoint and stop, and Slurm requeues the job or ends it as it decided
+    # (a cancelled job shows as COMPLETING while it ends, so asking Slurm is not enough to tell the two apart).
+    state: dict = {"stop": bool(EARLY_SIGNALS), "requeue": signal.SIGUSR1 in EARLY_SIGNALS, "child": None}
+    finished = threading.Event()
 
     def forward(signum, frame):
-        # Slurm's time-limit signal (B:USR1) or SIGTERM (requeue, preemption, scancel): the ranks write `last`
-        # and exit 75. Signal the job's steps (the ranks themselves) rather than srun, which would tear the
+        # Slurm's time-limit signal (B:USR1) or SIGTERM (scontrol requeue, preemption, scancel): the ranks write
+        # `last` and exit 75. Signal the job's steps (the ranks themselves) rather than srun, which would tear the
         # step down at once.
         if not state["stop"] and state["child"] is not None:
             threading.Thread(target=signal_ranks, daemon=True).start()
         state["stop"] = True
+        state["requeue"] = state["requeue"] or signum == signal.SIGUSR1
 
     def signal_ranks() -> None:
-        # repeated until the ranks are gone: a step that was still starting may have missed the first one
+        # repeated until the ranks are gone: a step that was still starting may have missed the first one.
+        # Each scancel is bounded and killed when the ranks are gone: scancel retries on its own while Slurm
+        # requeues the job, and a retry that outlived this task would stop the requeued one.
         child = state["child"]
-        while child.poll() is None:
-            sent = subprocess.run(["scancel", "--signal=TERM", os.environ["SLURM_JOB_ID"]], capture_output=True)
-            if sent.returncode != 0:
+        while child.poll() is None and not finished.is_set():
+            state["scancel"] = sender = subprocess.Popen(["scancel", "--signal=TERM", os.environ["SLURM_JOB_ID"]],
+                                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                sent = sender.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                sender.kill()
+                sent = sender.wait()
+            if sent != 0 and child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-            time.sleep(3)
+            finished.wait(3)
+
+    def stop_signalling() -> None:
+        finished.set()
+        sender = state.get("scancel")
+        if sender is not None and sender.poll() is None:
+            sender.kill()
+            sender.wait()
 
     for s in REQUEUE_SIGNALS:
         signal.signal(s, forward)
@@ -97,12 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     if state["stop"]:  # the signal came before the ranks existed: pass it on now
         threading.Thread(target=signal_ranks, daemon=True).start()
     code = child.wait()
+    stop_signalling()
     if is_done(out):
         claims.release(out, claim["token"])
         return 0
     if state["stop"] or code == EXIT_INTERRUPTED:
-        if cancelled():
-            print(f"{slurm_id}: checkpointed; cancelled, so not requeued", flush=True)
+        # requeue on our time-limit signal, or when only the ranks were stopped (a signal to the steps alone)
+        if (state["stop"] and not state["requeue"]) or cancelled():
+            print(f"{slurm_id}: checkpointed; stopped by SIGTERM (Slurm requeues the job or ends it)", flush=True)
             return 0
         print(f"{slurm_id}: checkpointed; requeueing", flush=True)
         subprocess.run(["scontrol", "requeue", slurm_id])  # keeps the claim: the requeued task takes it back
