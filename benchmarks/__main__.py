@@ -15,7 +15,7 @@ import argparse
 import json
 import os
 import platform
-import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,13 +40,9 @@ def throughput(data: Path, reps: int, steps: int, warmup: int, setup: Setup,
         runs: dict[str, list[dict]] = {"glue-bench": [], "trainer-default": [], "trainer-tuned": []}
         if deepspeed_bf16_variant:
             runs["glue-bench-deepspeed-bf16"] = []
-        for _ in range(reps):  # alternate the loops each repetition
-            runs["glue-bench"].append(glue_bench_loop(task, "full", rows, steps, warmup, data, setup))
-            runs["trainer-default"].append(trainer_loop(task, rows, steps, warmup, data, False, setup))
-            runs["trainer-tuned"].append(trainer_loop(task, rows, steps, warmup, data, True, setup))
-            if deepspeed_bf16_variant:
-                runs["glue-bench-deepspeed-bf16"].append(
-                    glue_bench_loop(task, "full", rows, steps, warmup, data, replace(setup, deepspeed_bf16=True)))
+        for _ in range(reps):  # alternate the loops each repetition, each in a fresh process
+            for loop in runs:
+                runs[loop].append(isolated(loop, task, rows, steps, warmup, data, setup))
         med = {k: median_of(v) for k, v in runs.items()}
         ours = med["glue-bench"]["examples_per_s"]
         out[task] = {**med, "ratio_vs_tuned": ours / med["trainer-tuned"]["examples_per_s"],
@@ -57,12 +53,37 @@ def throughput(data: Path, reps: int, steps: int, warmup: int, setup: Setup,
     return out
 
 
+LOOPS = ("glue-bench", "glue-bench-houlsby", "glue-bench-deepspeed-bf16", "trainer-default", "trainer-tuned")
+
+
+def run_loop(loop: str, task: str, rows: int, steps: int, warmup: int, data: Path, setup: Setup) -> dict:
+    if loop == "glue-bench-deepspeed-bf16":
+        return glue_bench_loop(task, "full", rows, steps, warmup, data, replace(setup, deepspeed_bf16=True))
+    if loop.startswith("glue-bench"):
+        return glue_bench_loop(task, "houlsby" if loop.endswith("houlsby") else "full", rows, steps, warmup, data,
+                               setup)
+    return trainer_loop(task, rows, steps, warmup, data, loop == "trainer-tuned", setup)
+
+
+def isolated(loop: str, task: str, rows: int, steps: int, warmup: int, data: Path, setup: Setup) -> dict:
+    """One loop in a fresh process: nothing carries over between loops (a process group that one loop sets up
+    would make the Trainer wrap its model in DistributedDataParallel, threads, allocator state)."""
+    cmd = [sys.executable, "-m", "benchmarks", "loop", "--loop", loop, "--task", task, "--rows", str(rows),
+           "--steps", str(steps), "--warmup", str(warmup), "--data-dir", str(data), "--model", setup.model,
+           "--device", setup.device, "--precision", setup.precision]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=clean_env())
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("LOOP ")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"{loop} on {task} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(line[5:])
+
+
 def memory_probe(method: str, data: Path, steps: int, setup: Setup) -> None:
     """Run in a fresh process: N steps of one method, then print its peak memory (bytes) and counts as JSON:
-    `max_memory_allocated` on a GPU, peak RSS on the CPU."""
+    `max_memory_allocated` on a GPU; on the CPU how far RSS peaked above where it stood once the tokenised data
+    was loaded (model, engine, optimizer state and activations; libraries and data excluded)."""
     result = glue_bench_loop("sst2", method, 2000, steps, 1, data, setup)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    result["peak"] = result["peak_cuda_bytes"] if setup.device == "cuda" else rss
+    result["peak"] = result["peak_cuda_bytes"] if setup.device == "cuda" else result["peak_rss_increase"]
     print("PROBE " + json.dumps(result))
 
 
@@ -92,7 +113,8 @@ def houlsby(data: Path, reps: int, steps: int, warmup: int, setup: Setup, adapte
             if method == "adapter-trainer":
                 runs[method].append(adapter_trainer(adapters_python, data, steps, warmup))
             else:
-                runs[method].append(glue_bench_loop("sst2", method, 2000, steps, warmup, data, setup))
+                loop = "glue-bench-houlsby" if method == "houlsby" else "glue-bench"
+                runs[method].append(isolated(loop, "sst2", 2000, steps, warmup, data, setup))
     med = {k: median_of(v) for k, v in runs.items()}
     memory = {}
     env = clean_env()  # a fresh process per method for its peak RSS
@@ -135,7 +157,7 @@ def houlsby(data: Path, reps: int, steps: int, warmup: int, setup: Setup, adapte
     if "adapter-trainer" in med:
         extra["ratio_vs_adapter_trainer"] = med["houlsby"]["examples_per_s"] / med["adapter-trainer"]["examples_per_s"]
     return {**extra, "step_time": med, "step_time_ratio": med["houlsby"]["seconds"] / med["full"]["seconds"],
-            "peak_memory_kind": "max_memory_allocated" if setup.device == "cuda" else "peak RSS",
+            "peak_memory_kind": "max_memory_allocated" if setup.device == "cuda" else "peak RSS increase",
             "peak_memory": {m: memory[m]["peak"] for m in memory},
             "peak_memory_ratio": memory["houlsby"]["peak"] / memory["full"]["peak"],
             "predicted_state_bytes": predicted,
@@ -158,21 +180,24 @@ def sweep(data: Path, work: Path) -> dict:
     """8 short jobs: `glue-bench run --slots 2` (cores split) against one job after another (`--slots 1`)."""
     import yaml
 
-    work.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(work, ignore_errors=True)  # a fresh grid every time: done jobs would not run again
+    work.mkdir(parents=True)
     model = tiny_model(work / "tiny-bert")
     grid = {"name": "bench", "model": str(model), "data": str(data), "tasks": ["rte", "mrpc", "stsb", "cola"],
             "methods": {"full": {"learning_rate": 1e-4}, "houlsby": {"bottleneck": 8, "learning_rate": 1e-3}},
             "epochs": 1, "seeds": 1, "batch_size": 16, "max_seq_length": 64, "max_train_samples": 256,
             "max_eval_samples": 64, "predict_test": False, "gpus_per_job": 0, "wandb": {"mode": "disabled"}}
     exe = str(Path(sys.executable).with_name("glue-bench"))
+    env = {**clean_env(), "GLUE_BENCH_CACHE": str(work / "token-cache")}  # empty: the first run tokenises
     out = {}
     for label, slots in (("sequential", 1), ("run --slots 2", 2)):
         root = work / f"slots{slots}"
         root.mkdir(parents=True, exist_ok=True)
         (root / "grid.yaml").write_text(yaml.safe_dump(grid))
-        subprocess.run([exe, "plan", "grid.yaml"], cwd=root, check=True, capture_output=True)
+        subprocess.run([exe, "plan", "grid.yaml"], cwd=root, check=True, capture_output=True, env=env)
         start = time.time()
-        subprocess.run([exe, "run", "jobs/bench", "--slots", str(slots)], cwd=root, check=True, capture_output=True)
+        subprocess.run([exe, "run", "jobs/bench", "--slots", str(slots)], cwd=root, check=True, capture_output=True,
+                       env=env)
         wall = time.time() - start
         events = [json.loads(x) for x in (root / "jobs" / "bench" / "events.jsonl").read_text().splitlines()]
         starts = {e["job"]: e["time"] for e in events if e["event"] == "start"}
@@ -232,7 +257,10 @@ def print_table(results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("suite", choices=["throughput", "houlsby", "sweep", "all", "profile", "memory-probe"])
+    parser.add_argument("suite", choices=["throughput", "houlsby", "sweep", "all", "profile", "memory-probe", "loop"])
+    parser.add_argument("--loop", choices=LOOPS, default="glue-bench", help="suite `loop`: the one loop to time")
+    parser.add_argument("--task", default="sst2", help="suite `loop`: the task")
+    parser.add_argument("--rows", type=int, default=2000, help="suite `loop`: training rows sampled")
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/glue_data"))
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
@@ -253,6 +281,10 @@ def main() -> None:
     setup = Setup(args.model, args.device, args.precision)
     if args.suite == "memory-probe":
         return memory_probe(args.method, data, args.steps, setup)
+    if args.suite == "loop":  # one timed loop, as `isolated` runs it
+        result = run_loop(args.loop, args.task, args.rows, args.steps, args.warmup, data, setup)
+        print("LOOP " + json.dumps({k: v for k, v in result.items() if k != "profile"}))
+        return None
     if args.suite == "profile":  # torch.profiler over the timed steps of glue-bench's loop on SST-2
         result = glue_bench_loop("sst2", args.method, 2000, args.steps, args.warmup, data, setup, profile=True)
         print(result.pop("profile"))

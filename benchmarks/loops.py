@@ -54,13 +54,14 @@ def glue_bench_loop(task: str, method: str, rows: int, steps: int, warmup: int, 
     seed_everything(0)
     task_info = get_task(task)
     tokenizer = load_tokenizer(setup.model)
-    model = load_model(setup.model, task_info)
-    counts = apply_method(model, spec)
-    model.to(run.device)
     cache = TokenCache()
     full = cache.encoded(task_info, "train", resolve_data_source(spec.data), tokenizer, 128)
     train = full.select(subset_rows(len(full), rows, 0))
     batches = train_batches(train.lengths, 32, 0, 0, True)[: warmup + steps]
+    rss_before = reset_peak_rss()  # from here on: model, engine, optimizer state, activations
+    model = load_model(setup.model, task_info)
+    counts = apply_method(model, spec)
+    model.to(run.device)
     overrides = {"bf16": {"enabled": True}, "torch_autocast": {"enabled": False}} if setup.deepspeed_bf16 else None
     engine, _ = build_engine(model, spec, run, setup.precision, 2, warmup + steps, overrides)
     collator = Padding.for_tokenizer(tokenizer)
@@ -82,13 +83,36 @@ def glue_bench_loop(task: str, method: str, rows: int, steps: int, warmup: int, 
         float(loss)  # one host sync at the end
     seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated() if setup.device == "cuda" else None
+    rss_increase = peak_rss() - rss_before if rss_before is not None else None
     del engine, model
     timed = np.concatenate(batches[warmup:])
     tokens = int(train.lengths[timed].sum())
     padded = int(sum(train.lengths[b].max() * len(b) for b in batches[warmup:]))
     return {"seconds": seconds, "examples": len(timed), "tokens": tokens, "padded_tokens": padded,
             "trainable": counts.trainable, "total": counts.total, "steps": steps, "peak_cuda_bytes": peak,
+            "peak_rss_increase": rss_increase,
             **({"profile": profile_table(profiler, setup)} if profile else {})}
+
+
+def reset_peak_rss() -> int | None:
+    """Reset this process's peak RSS (Linux: `5` to /proc/self/clear_refs); the RSS now, or None if not Linux."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return None
+    return _status_kb("VmRSS") * 1024
+
+
+def peak_rss() -> int:
+    """Peak RSS since the last `reset_peak_rss` (VmHWM), bytes."""
+    return _status_kb("VmHWM") * 1024
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise OSError(f"no {field} in /proc/self/status")
 
 
 def profile_table(profiler, setup: Setup, rows: int = 25) -> str:
@@ -99,12 +123,13 @@ def profile_table(profiler, setup: Setup, rows: int = 25) -> str:
 
 def trainer_loop(task: str, rows: int, steps: int, warmup: int, data: Path, tuned: bool,
                  setup: Setup = Setup()) -> dict:
-    """The Hugging Face Trainer as run_glue drives it: padding to 128 (default) or, tuned, dynamic padding
-    with length-grouped sampling. Full fine-tuning, the same examples, batch and number of steps."""
+    """The Hugging Face Trainer as run_glue drives it: random batches padded to 128 (default) or, tuned, dynamic
+    padding over length-grouped batches: exactly glue-bench's batches, in its order (a sequential sampler over the
+    rows laid out batch by batch), so both loops time the same examples and tokens. Full fine-tuning, batch 32."""
     import datasets
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments, default_data_collator
 
-    from glue_bench.data import load_split, subset_rows
+    from glue_bench.data import load_split, subset_rows, train_batches
     from glue_bench.models import load_model, load_tokenizer
     from glue_bench.tasks import get_task
 
@@ -119,6 +144,12 @@ def trainer_loop(task: str, rows: int, steps: int, warmup: int, data: Path, tune
     columns = {k: enc[k] for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc}
     columns["labels"] = [raw.columns["label"][i] for i in keep]
     dataset = datasets.Dataset.from_dict(columns)
+    if tuned:  # glue-bench's length-grouped batches (`glue_bench_loop`), laid out in order
+        batches = train_batches(lengths, 32, 0, 0, True)[: warmup + steps]
+        dataset = dataset.select(np.concatenate(batches))
+        tokens = int(lengths[np.concatenate(batches[warmup:])].sum())
+    else:
+        tokens = int(round(steps * 32 * lengths.mean()))  # expected non-pad tokens of the random batches
     marks: dict[str, float] = {}
 
     class Clock(TrainerCallback):
@@ -143,21 +174,19 @@ def trainer_loop(task: str, rows: int, steps: int, warmup: int, data: Path, tune
         collator = DataCollatorWithPadding(tokenizer) if tuned else default_data_collator
         Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
                 callbacks=[Clock()]).train()
-    examples = steps * 32
-    return {"seconds": marks["end"] - marks["start"], "examples": examples,
-            "tokens": int(round(examples * lengths.mean())),  # expected non-pad tokens of the sampled rows
-            "steps": steps}
+    return {"seconds": marks["end"] - marks["start"], "examples": steps * 32, "tokens": tokens, "steps": steps}
 
 
 def length_grouping(on: bool) -> dict:
-    """Length-grouped sampling: `group_by_length` before transformers 5, `train_sampling_strategy` after."""
+    """The sampler: random, or (tuned) sequential over rows already laid out in length-grouped batches. Before
+    transformers 5 there is no sequential option: then the Trainer's own `group_by_length` sampler."""
     import inspect
 
     from transformers import TrainingArguments
 
     if "group_by_length" in inspect.signature(TrainingArguments.__init__).parameters:
         return {"group_by_length": on}
-    return {"train_sampling_strategy": "group_by_length" if on else "random"}
+    return {"train_sampling_strategy": "sequential" if on else "random"}
 
 
 def matmul_flops(setup: Setup = Setup(), reps: int = 10) -> float:
