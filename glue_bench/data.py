@@ -151,7 +151,8 @@ class Padding:
     def __call__(self, encoded: Encoded, rows: np.ndarray) -> dict:
         import torch
 
-        starts, lengths = encoded.starts[rows], encoded.lengths[rows]
+        starts = encoded.starts[rows]
+        lengths = encoded.ends[rows] - starts
         width = int(lengths.max())
         positions = np.arange(width)
         mask = positions >= width - lengths[:, None] if self.left else positions < lengths[:, None]
@@ -261,8 +262,3 @@ def eval_batches(lengths: np.ndarray, world_size: int, rank: int, batch_size: in
     """This rank's shard of an evaluation split, longest first, in batches of similar length."""
     order = np.argsort(-lengths, kind="stable")[rank::world_size]
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def collate(encoded: Encoded, rows: np.ndarray, collator: Padding) -> dict:
-    """A batch of `rows`, padded to its longest row (dynamic padding)."""
-    return collator(encoded, rows)

@@ -35,7 +35,6 @@ from glue_bench.data import (  # noqa: E402
     Encoded,
     Padding,
     TokenCache,
-    collate,
     eval_batches,
     rank_micro_batches,
     resolve_data_source,
@@ -259,7 +258,8 @@ def summary_values(metrics: dict) -> dict:
     return values
 
 
-def predict(model, encoded: Encoded, task: Task, run: Run, collator, batch_size: int) -> tuple[np.ndarray, dict]:
+def predict(model, encoded: Encoded, task: Task, run: Run, collator: Padding,
+            batch_size: int) -> tuple[np.ndarray, dict]:
     """Predictions for a whole split, sharded over ranks, gathered in idx order with no duplicates.
 
     `run` needs `world`, `rank`, `device` and `gather`; one process passes `SingleProcess`.
@@ -269,7 +269,7 @@ def predict(model, encoded: Encoded, task: Task, run: Run, collator, batch_size:
     rows_per_rank = 0
     with torch.no_grad():
         for rows in eval_batches(encoded.lengths, run.world, run.rank, batch_size):
-            batch = collate(encoded, rows, collator)
+            batch = collator(encoded, rows)
             batch.pop("labels")
             logits = model(**to_device(batch, run.device)).logits.float()
             preds.append(logits[:, 0] if task.is_regression else logits.argmax(-1))  # on the device: no sync
@@ -297,13 +297,13 @@ def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def train_step(engine, train: Encoded, batch_rows: np.ndarray, run: Run, accum: int, collator):
+def train_step(engine, train: Encoded, batch_rows: np.ndarray, run: Run, accum: int, collator: Padding):
     """One optimizer step on one global batch: this rank's micro-batches, forward, backward, step.
 
     Returns (sum of micro-batch losses x examples, as a device tensor; examples seen by this rank)."""
     loss_sum, examples = 0.0, 0
     for rows in rank_micro_batches(batch_rows, run.world, run.rank, accum):
-        batch = to_device(collate(train, rows, collator), run.device)
+        batch = to_device(collator(train, rows), run.device)
         out = engine(**batch)
         # The model's loss is a mean over the micro-batch; rescale so that DeepSpeed's averaging over
         # accumulation steps and ranks yields the exact global-batch mean.

@@ -35,13 +35,6 @@ def first_node() -> str:
     return names[0] if proc.returncode == 0 and names else nodelist
 
 
-def cancelled() -> bool:
-    """Whether this job was cancelled (scancel): then it stays stopped instead of requeueing itself."""
-    proc = subprocess.run(["scontrol", "show", "job", os.environ["SLURM_JOB_ID"], "-o"], capture_output=True,
-                          text=True)
-    return "JobState=CANCELLED" in proc.stdout
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("jobs_dir", type=Path)
@@ -122,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if state["stop"] or code == EXIT_INTERRUPTED:
         # requeue on our time-limit signal, or when only the ranks were stopped (a signal to the steps alone)
-        if (state["stop"] and not state["requeue"]) or cancelled():
+        if state["stop"] and not state["requeue"]:
             print(f"{slurm_id}: checkpointed; stopped by SIGTERM (Slurm requeues the job or ends it)", flush=True)
             return 0
         print(f"{slurm_id}: checkpointed; requeueing", flush=True)
