@@ -23,7 +23,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks.loops import Setup, ensure_environment, glue_bench_loop, matmul_flops, trainer_loop
+from benchmarks.loops import VARIANTS, Setup, ensure_environment, glue_bench_loop, matmul_flops, trainer_loop
 
 
 def median_of(results: list[dict]) -> dict:
@@ -33,13 +33,11 @@ def median_of(results: list[dict]) -> dict:
             "tokens_per_s": first["tokens"] / seconds, "reps": [round(r["seconds"], 3) for r in results]}
 
 
-def throughput(data: Path, reps: int, steps: int, warmup: int, setup: Setup,
-               deepspeed_bf16_variant: bool = False) -> dict:
+def throughput(data: Path, reps: int, steps: int, warmup: int, setup: Setup, variants: tuple[str, ...] = ()) -> dict:
     out = {}
     for task, rows in (("sst2", 2000), ("rte", 2000)):
         runs: dict[str, list[dict]] = {"glue-bench": [], "trainer-default": [], "trainer-tuned": []}
-        if deepspeed_bf16_variant:
-            runs["glue-bench-deepspeed-bf16"] = []
+        runs.update({f"glue-bench-{v}": [] for v in variants})
         for _ in range(reps):  # alternate the loops each repetition, each in a fresh process
             for loop in runs:
                 runs[loop].append(isolated(loop, task, rows, steps, warmup, data, setup))
@@ -47,18 +45,20 @@ def throughput(data: Path, reps: int, steps: int, warmup: int, setup: Setup,
         ours = med["glue-bench"]["examples_per_s"]
         out[task] = {**med, "ratio_vs_tuned": ours / med["trainer-tuned"]["examples_per_s"],
                      "ratio_vs_default": ours / med["trainer-default"]["examples_per_s"]}
-        if deepspeed_bf16_variant:
-            out[task]["deepspeed_bf16_ratio_vs_tuned"] = (med["glue-bench-deepspeed-bf16"]["examples_per_s"]
-                                                          / med["trainer-tuned"]["examples_per_s"])
+        for v in variants:
+            out[task][f"{v}_ratio_vs_tuned"] = (med[f"glue-bench-{v}"]["examples_per_s"]
+                                                / med["trainer-tuned"]["examples_per_s"])
     return out
 
 
-LOOPS = ("glue-bench", "glue-bench-houlsby", "glue-bench-deepspeed-bf16", "trainer-default", "trainer-tuned")
+LOOPS = ("glue-bench", "glue-bench-houlsby", *(f"glue-bench-{v}" for v in VARIANTS), "trainer-default",
+         "trainer-tuned")
 
 
 def run_loop(loop: str, task: str, rows: int, steps: int, warmup: int, data: Path, setup: Setup) -> dict:
-    if loop == "glue-bench-deepspeed-bf16":
-        return glue_bench_loop(task, "full", rows, steps, warmup, data, replace(setup, deepspeed_bf16=True))
+    variant = loop.removeprefix("glue-bench-")
+    if variant in VARIANTS:
+        return glue_bench_loop(task, "full", rows, steps, warmup, data, replace(setup, **VARIANTS[variant]))
     if loop.startswith("glue-bench"):
         return glue_bench_loop(task, "houlsby" if loop.endswith("houlsby") else "full", rows, steps, warmup, data,
                                setup)
@@ -230,9 +230,8 @@ def print_table(results: dict) -> None:
                           f"{r[k]['examples_per_s']:.1f} | {r[k]['tokens_per_s']:.0f}")
         table.add_row(f"{task} glue-bench / tuned Trainer", f"{r['ratio_vs_tuned']:.2f}x")
         table.add_row(f"{task} glue-bench / default Trainer", f"{r['ratio_vs_default']:.2f}x")
-        if "deepspeed_bf16_ratio_vs_tuned" in r:
-            table.add_row(f"{task} glue-bench with DeepSpeed bf16 weights / tuned Trainer",
-                          f"{r['deepspeed_bf16_ratio_vs_tuned']:.2f}x")
+        for key in [k for k in r if k.endswith("_ratio_vs_tuned")]:
+            table.add_row(f"{task} glue-bench-{key.removesuffix('_ratio_vs_tuned')} / tuned Trainer", f"{r[key]:.2f}x")
     if "houlsby" in results:
         h = results["houlsby"]
         table.add_row("Houlsby / full step time", f"{h['step_time_ratio']:.2f}")
@@ -273,8 +272,10 @@ def main() -> None:
     parser.add_argument("--model", default=Setup.model, help="hub id or folder of the model to train")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    parser.add_argument("--deepspeed-bf16-variant", action="store_true",
-                        help="throughput, bf16: also time glue-bench with DeepSpeed's bf16 weights (not autocast)")
+    parser.add_argument("--variant", action="append", choices=list(VARIANTS), default=[],
+                        help="throughput: also time this variant of glue-bench's loop (deepspeed-bf16: DeepSpeed's "
+                             "bf16 weights, not autocast; glibc-malloc: glibc's default malloc settings; "
+                             "torch-dropout: torch's CPU dropout masks; torch-cpu: neither of the two CPU settings)")
     args = parser.parse_args()
     ensure_environment()
     data = args.data_dir.resolve()
@@ -304,7 +305,7 @@ def main() -> None:
             args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
 
     if args.suite in ("throughput", "all"):
-        results["throughput"] = throughput(data, args.reps, args.steps, args.warmup, setup, args.deepspeed_bf16_variant)
+        results["throughput"] = throughput(data, args.reps, args.steps, args.warmup, setup, tuple(args.variant))
         save()
     if args.suite in ("houlsby", "all"):
         results["houlsby"] = houlsby(data, args.reps, args.steps, args.warmup, setup, args.adapters_python)

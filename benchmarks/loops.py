@@ -25,10 +25,21 @@ class Setup:
     device: str = "cpu"
     precision: str = "fp32"
     deepspeed_bf16: bool = False  # glue-bench loop only: DeepSpeed's bf16 weights instead of autocast
+    keep_freed_memory: bool = True  # glue-bench loop only: `train.keep_freed_memory`, as jobs do
+    fast_dropout: bool = True  # glue-bench loop only, CPU: `dropout.use_fast_dropout`, as jobs do
 
     def sync(self) -> None:
         if self.device == "cuda":
             torch.cuda.synchronize()
+
+
+# glue-bench loop variants (`--variant`), each timed as its own loop: what one of glue-bench's choices is worth
+VARIANTS = {
+    "deepspeed-bf16": {"deepspeed_bf16": True},  # bf16: DeepSpeed's bf16 weights, not torch.autocast
+    "glibc-malloc": {"keep_freed_memory": False},  # CPU: glibc's default malloc settings
+    "torch-dropout": {"fast_dropout": False},  # CPU: torch's dropout masks
+    "torch-cpu": {"keep_freed_memory": False, "fast_dropout": False},  # CPU: neither of the two
+}
 
 
 def _spec(task: str, method: str, rows: int, data: Path, lr: float, setup: Setup):
@@ -44,13 +55,16 @@ def glue_bench_loop(task: str, method: str, rows: int, steps: int, warmup: int, 
                     setup: Setup = Setup(), profile: bool = False) -> dict:
     """glue-bench's own loop (`train.train_step` under DeepSpeed), length-grouped batches, dynamic padding."""
     from glue_bench.data import Padding, TokenCache, resolve_data_source, subset_rows, train_batches
+    from glue_bench.dropout import use_fast_dropout
     from glue_bench.methods import apply_method
     from glue_bench.models import load_model, load_tokenizer
     from glue_bench.tasks import get_task
-    from glue_bench.train import Run, build_engine, seed_everything, train_step
+    from glue_bench.train import Run, build_engine, keep_freed_memory, seed_everything, train_step
 
     spec = _spec(task, method, rows, data, 1e-3 if method == "houlsby" else 5e-5, setup)
     run = Run(spec)
+    if setup.keep_freed_memory:
+        keep_freed_memory(run.device)  # as `train.main` does
     seed_everything(0)
     task_info = get_task(task)
     tokenizer = load_tokenizer(setup.model)
@@ -61,6 +75,8 @@ def glue_bench_loop(task: str, method: str, rows: int, steps: int, warmup: int, 
     rss_before = reset_peak_rss()  # from here on: model, engine, optimizer state, activations
     model = load_model(setup.model, task_info)
     counts = apply_method(model, spec)
+    if setup.fast_dropout and run.device.type == "cpu":
+        use_fast_dropout(model)  # as `train.main` does
     model.to(run.device)
     overrides = {"bf16": {"enabled": True}, "torch_autocast": {"enabled": False}} if setup.deepspeed_bf16 else None
     engine, _ = build_engine(model, spec, run, setup.precision, 2, warmup + steps, overrides)

@@ -77,6 +77,15 @@ def test_single_process_houlsby_job(sst2_run, tiny_bert):
     steps = [r for r in history(sst2_run) if "train/loss" in r]
     assert len(steps) == 2 * 32 // 10 and all(r["train/grad_norm"] > 0 for r in steps)
     assert len([r for r in history(sst2_run) if "eval/task_score" in r]) == 2
+    start = next(r for r in history(sst2_run) if r.get("event") == "start")
+    assert start["fast_dropout"] is True  # CPU job: dropout.use_fast_dropout
+
+
+def test_keep_freed_memory_on_cpu_only():
+    from glue_bench.train import keep_freed_memory
+
+    assert keep_freed_memory(torch.device("cpu")) is True  # Linux/glibc here
+    assert keep_freed_memory(torch.device("cuda")) is False
 
 
 def test_predict_from_saved_adapter_reproduces_dev_predictions(sst2_run, tmp_path):
