@@ -54,14 +54,26 @@ def _parse_label(task: Task, value: str) -> int | float:
     return label
 
 
-def read_split(task: Task, split: str, data_dir: Path) -> SplitData:
-    """Rows of one split of a classic glue_data folder, in file order."""
+def split_file(task: Task, split: str, data_dir: Path) -> Path:
+    """The file of one split of a classic glue_data folder; a one-line error if there is none."""
     if split not in task.layouts:
         raise GlueBenchError(f"task {task.name} has no split {split!r}; it has {', '.join(task.layouts)}")
-    layout = task.layouts[split]
-    path = Path(data_dir) / layout.path
+    path = Path(data_dir) / task.layouts[split].path
     if not path.is_file():
         raise GlueBenchError(f"{task.display} {split} split is missing: no file {path}")
+    return path
+
+
+def file_identity(task: Task, split: str, data_dir: Path) -> dict:
+    """What a split's rows are a function of, without reading them: its file's name and sha256."""
+    path = split_file(task, split, data_dir)
+    return {"kind": "glue_data", "file": task.layouts[split].path, "sha256": file_sha256(path)}
+
+
+def read_split(task: Task, split: str, data_dir: Path) -> SplitData:
+    """Rows of one split of a classic glue_data folder, in file order."""
+    path = split_file(task, split, data_dir)
+    layout = task.layouts[split]
     columns: dict[str, list] = {name: [] for name in task.text_fields}
     columns["label"], columns["idx"] = [], []
     dropped = 0

@@ -83,6 +83,27 @@ def test_token_cache_tokenizes_once_and_is_shared(tmp_path, real_glue, tokenizer
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
 
 
+def test_token_cache_hit_does_not_parse_the_file(tmp_path, real_glue, tokenizer, monkeypatch):
+    import glue_bench.data
+
+    task = TASKS["rte"]
+    first = TokenCache(tmp_path / "cache").encoded(task, "dev", str(real_glue), tokenizer, 32)
+
+    def no_parsing(*args):
+        raise AssertionError("a cache hit parsed the TSV file")
+    monkeypatch.setattr(glue_bench.data, "read_split", no_parsing)
+    cache = TokenCache(tmp_path / "cache")
+    again = cache.encoded(task, "dev", str(real_glue), tokenizer, 32)
+    assert cache.hits == 1 and again.source == first.source and again.source["dropped_rows"] == 0
+    assert (again.ids == first.ids).all()
+    changed = tmp_path / "glue"  # another file (one row fewer): another entry, parsed
+    (changed / "RTE").mkdir(parents=True)
+    lines = (real_glue / "RTE" / "dev.tsv").read_text().splitlines(keepends=True)
+    (changed / "RTE" / "dev.tsv").write_text("".join(lines[:-1]))
+    with pytest.raises(AssertionError, match="parsed"):
+        cache.encoded(task, "dev", str(changed), tokenizer, 32)
+
+
 def test_concurrent_publishers_leave_one_complete_entry(tmp_path, real_glue, tokenizer):
     from concurrent.futures import ThreadPoolExecutor
 
