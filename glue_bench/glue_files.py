@@ -110,5 +110,5 @@ def read_split(task: Task, split: str, data_dir: Path) -> SplitData:
             columns["idx"].append(idx)
     if dropped:
         log.info("%s: dropped %d rows with an empty field (as the hub loader does)", path, dropped)
-    source = {"kind": "glue_data", "file": layout.path, "sha256": file_sha256(path), "dropped_rows": dropped}
+    source = {**file_identity(task, split, data_dir), "dropped_rows": dropped}
     return SplitData(columns=columns, source=source, dropped=dropped)
