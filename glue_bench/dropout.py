@@ -1,12 +1,12 @@
 """Dropout with cheap masks on the CPU.
 
 torch draws a CPU dropout mask one element at a time from its global generator, on one thread (its MKL path
-is for Intel CPUs only): one [32, 19, 384] mask takes ~2.4 ms on the 2-core benchmark machine, and
-`aten::bernoulli_` is 11% of an SST-2 step in `python -m benchmarks profile`; more on long pairs, where the
-attention probabilities ([batch, heads, length, length]) are dropped out too.
+is for Intel CPUs only): `aten::bernoulli_` is 11% of an SST-2 step in `python -m benchmarks profile` on the
+2-core benchmark machine; more on long pairs, where the attention probabilities ([batch, heads, length,
+length]) are dropped out too.
 
 Here each mask costs one draw from torch's generator, which seeds numpy's SFC64; its 32-bit words compared
-with keep x 2**32 give Bernoulli(keep) up to a 2**-32 rounding of keep (~0.3 ms for the mask above). All
+with keep x 2**32 give Bernoulli(keep) up to a 2**-32 rounding of keep. All
 randomness still comes from torch's generator, so seeding, the RNG state in checkpoints and resuming work as
 before; the masks differ from torch's, so a run is not bit-identical to one with `nn.Dropout`.
 
