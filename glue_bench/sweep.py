@@ -15,22 +15,14 @@ from typing import Any
 import yaml
 
 from glue_bench.errors import GlueBenchError, SpecFieldError
-from glue_bench.spec import METHODS, JobSpec
+from glue_bench.model_source import is_model_path
+from glue_bench.spec import GRID_FIELDS, METHODS, JobSpec, field_kind
 from glue_bench.tasks import GLUE_TASKS, TASKS, get_task
 
-# Sweep keys that become job spec fields (sweep name -> spec field); each takes a scalar or a list.
-GRID_KEYS = {
-    "seeds": "seed", "seed": "seed", "epochs": "epochs", "learning_rate": "learning_rate",
-    "bottleneck": "bottleneck", "non_linearity": "non_linearity", "adapter_init_std": "adapter_init_std",
-    "batch_size": "batch_size", "max_seq_length": "max_seq_length", "warmup_ratio": "warmup_ratio",
-    "weight_decay": "weight_decay", "max_grad_norm": "max_grad_norm", "data_seed": "data_seed",
-    "max_train_samples": "max_train_samples", "max_eval_samples": "max_eval_samples",
-    "predict_test": "predict_test", "group_by_length": "group_by_length", "eval_every_steps": "eval_every_steps",
-    "precision": "precision", "zero_stage": "zero_stage", "micro_batch_size": "micro_batch_size",
-    "log_every_steps": "log_every_steps", "keep_checkpoints": "keep_checkpoints",
-}
+# Sweep keys that become job spec fields (sweep key -> spec field), from the spec's field metadata.
+GRID_KEYS = GRID_FIELDS
+FLOAT_FIELDS = {name for name in set(GRID_KEYS.values()) if field_kind(name) is float}
 # Keys that say where or how jobs run (one value for the whole sweep).
-FLOAT_FIELDS = {"learning_rate", "adapter_init_std", "warmup_ratio", "weight_decay", "max_grad_norm"}
 RUN_KEYS = {"gpus_per_job", "procs_per_job", "wandb"}
 TOP_KEYS = {"name", "model", "data", "tasks", "methods", "task_overrides", "tags", *GRID_KEYS, *RUN_KEYS}
 
@@ -53,8 +45,9 @@ class Sweep:
     """Top-level grid keys."""
     task_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Task -> grid keys that win for that task."""
-    gpus_per_job: int = 1
-    """GPUs per job (0 = CPU jobs); `run --gpus-per-job` overrides; not part of job ids."""
+    gpus_per_job: int | str = "auto"
+    """GPUs per job (0 = CPU jobs); `auto`: the local executor decides at run time (one GPU per job when GPUs
+    are visible, else CPU slots), on Slurm one GPU per job; `run --gpus-per-job` overrides; not in job ids."""
     procs_per_job: int = 1
     """CPU processes per job when gpus_per_job is 0."""
     wandb: dict[str, Any] = field(default_factory=dict)
@@ -108,7 +101,7 @@ def _number(key: str, value: Any) -> float:
 def _absolute_if_path(value: str, base: Path) -> str:
     path = Path(value).expanduser()
     candidate = path if path.is_absolute() else base / path
-    if value.startswith((".", "/", "~")) or candidate.is_dir():
+    if is_model_path(value) or candidate.is_dir():  # relative folders are relative to the sweep file
         return str(candidate.resolve())
     return value
 
@@ -162,9 +155,9 @@ def parse_sweep(data: Any, source: str | None = None, base: Path | None = None) 
         if str(task).lower() not in TASKS:
             raise _bad("task_overrides", task, "not a GLUE task")
         task_grids[get_task(str(task)).name] = _check_grid(f"task_overrides.{task}.", grid)
-    gpus = data.get("gpus_per_job", 1)
-    if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 0:
-        raise _bad("gpus_per_job", gpus, "0 for CPU jobs or a positive integer")
+    gpus = data.get("gpus_per_job", "auto")
+    if gpus != "auto" and (not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 0):
+        raise _bad("gpus_per_job", gpus, "auto, 0 for CPU jobs, or a positive integer")
     procs = data.get("procs_per_job", 1)
     if not isinstance(procs, int) or isinstance(procs, bool) or procs < 1:
         raise _bad("procs_per_job", procs, "a positive integer")
@@ -212,7 +205,7 @@ def expand_sweep(sweep: Sweep) -> list[JobSpec]:
                 fields = dict(zip(keys, values, strict=True))
                 try:
                     spec = JobSpec(task=task, model=sweep.model, method=method, data=sweep.data,
-                                   num_gpus=sweep.gpus_per_job, num_procs=sweep.procs_per_job,
+                                   num_gpus=planned_gpus(sweep.gpus_per_job), num_procs=sweep.procs_per_job,
                                    tags=sweep.tags + tuple(sweep.wandb.get("tags", ())),
                                    wandb=sweep.wandb.get("mode", "auto"),
                                    wandb_project=sweep.wandb.get("project", "glue-bench"),
@@ -221,6 +214,12 @@ def expand_sweep(sweep: Sweep) -> list[JobSpec]:
                     raise _bad(_key_of(sweep, task, method, e.field), e.value, e.why) from None
                 jobs.setdefault(spec.job_id, spec)
     return list(jobs.values())
+
+
+def planned_gpus(gpus_per_job: int | str) -> int:
+    """`num_gpus` of a planned spec: `auto` plans one GPU, which the local executor turns into CPU slots at
+    run time on a machine without GPUs (num_gpus is not part of job ids, so ids do not depend on it)."""
+    return 1 if gpus_per_job == "auto" else int(gpus_per_job)
 
 
 def _key_of(sweep: Sweep, task: str, method: str, field_name: str) -> str:

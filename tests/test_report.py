@@ -13,7 +13,7 @@ from glue_bench.tasks import TASKS
 def rec(task, method="full", lr=3e-5, seed=1, dev=None, score=None, m=None, epochs=3, path=Path("."),
         trainable=100, base=1000, **kw) -> JobRecord:
     return JobRecord(job_id=f"{task}-{method}-{m}-{lr}-{epochs}-{seed}", path=path, task=task, method=method,
-                     bottleneck=m, learning_rate=lr, epochs=epochs, seed=seed, setting=(), done=True,
+                     bottleneck=m, learning_rate=lr, epochs=epochs, seed=seed, setting="", done=True,
                      dev=dev or {"dev": {"accuracy": score}}, task_score=score, trainable=trainable,
                      base_model=base, **kw)
 

@@ -25,7 +25,7 @@ from glue_bench.errors import GlueBenchError
 from glue_bench.executors import claims
 from glue_bench.launch import EXIT_INTERRUPTED, free_port, torchrun_command
 from glue_bench.plan import load_job, load_manifest
-from glue_bench.results import atomic_write_json, atomic_write_text, is_done, read_json
+from glue_bench.results import JobDir
 from glue_bench.spec import JobSpec
 
 
@@ -77,6 +77,17 @@ def visible_gpus() -> list[int]:
     return [int(x) for x in out.stdout.split() if x.strip().isdigit()]
 
 
+def resolve_gpus_per_job(gpus_per_job: int | str, gpus: list[int] | None) -> tuple[int, str | None]:
+    """An explicit GPUs-per-job stays binding; `auto` is one GPU per job when GPUs are visible, else CPU
+    slots. Returns (GPUs per job, a line saying what `auto` chose, or None)."""
+    if gpus_per_job != "auto":
+        return int(gpus_per_job), None
+    gpus = visible_gpus() if gpus is None else gpus
+    if gpus:
+        return 1, f"gpus_per_job auto: one GPU per job on {len(gpus)} visible GPU(s)"
+    return 0, "gpus_per_job auto: no GPU visible, jobs run on CPU slots (--slots)"
+
+
 def make_slots(gpus: list[int] | None, gpus_per_job: int, cpu_slots: int | None, procs_per_job: int) -> list[Slot]:
     """GPU slots of `gpus_per_job` GPUs each, or CPU slots that split the cores between them."""
     if gpus_per_job > 0:
@@ -109,25 +120,6 @@ def job_environment(slot: Slot, claim: dict, lease_s: float) -> dict[str, str]:
     return env
 
 
-def job_progress(out: Path) -> dict:
-    """Latest step / epoch of a running job from the tail of its history."""
-    try:
-        with (out / "history.jsonl").open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 4096))
-            lines = f.read().decode(errors="replace").splitlines()
-    except OSError:
-        return {}
-    for line in reversed(lines):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if "step" in record:
-            return record
-    return {}
-
-
 class LocalExecutor:
     """Runs the pending jobs of one planned sweep on local slots."""
 
@@ -137,7 +129,7 @@ class LocalExecutor:
                  on_event: Callable[[str, str], None] | None = None):
         self.jobs_dir = Path(jobs_dir)
         self.manifest = load_manifest(self.jobs_dir)
-        self.results_dir = Path(self.manifest["results_dir"])
+        self.results_dir = self.manifest.results_dir
         self.slots = slots
         self.retries = retries
         self.lease_s = lease_s
@@ -145,10 +137,13 @@ class LocalExecutor:
         self.procs_per_job = procs_per_job
         self.wandb = wandb
         self.on_event = on_event or (lambda kind, message: None)
-        self.entries = {e["id"]: e for e in self.manifest["jobs"]}
-        self.order = [e["id"] for e in sorted(self.manifest["jobs"], key=lambda e: -e["size"])]
+        self.entries = self.manifest.entries
+        self.order = self.manifest.by_size
         if only:
             self.order = select_jobs(self.order, self.entries, only)
+        # Done jobs, found once with the stat check and kept up to date: a scheduling pass reads no folder
+        # of a done job (a job done by another runner is found when its claim is refused).
+        self.done: set[str] = set()
         self.force = force
         self.running: dict[str, Running] = {}
         self.attempts: dict[str, int] = {}
@@ -156,10 +151,14 @@ class LocalExecutor:
         self.stop = False
         self.started = time.time()
         self.durations: list[float] = []
+        self.note: str | None = None
 
     # -- bookkeeping -----------------------------------------------------------------------------------
     def job_dir(self, job_id: str) -> Path:
         return self.results_dir / job_id
+
+    def job(self, job_id: str) -> JobDir:
+        return JobDir(self.results_dir / job_id)
 
     def spec_for(self, job_id: str) -> JobSpec:
         spec = load_job(self.jobs_dir, job_id)
@@ -179,7 +178,7 @@ class LocalExecutor:
         self.on_event(kind, f"{kind} {job_id}" + "".join(f" {k}={v}" for k, v in extra.items()))
 
     def counts(self) -> dict[str, int]:
-        done = sum(1 for j in self.order if is_done(self.job_dir(j)))
+        done = len(self.done)
         failed = len(self.outcome.failed)
         running = len(self.running)
         return {"done": done, "running": running, "failed": failed,
@@ -188,28 +187,32 @@ class LocalExecutor:
     # -- the loop --------------------------------------------------------------------------------------
     def prepare_force(self) -> None:
         for job_id in self.order:
-            out = self.job_dir(job_id)
-            if is_done(out):
-                aside = out.with_name(f"{out.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-                shutil.move(out, aside)
+            if self.job(job_id).is_done():
+                aside = self.job(job_id).move_aside()
                 self.event("moved-aside", job_id, to=aside.name)
+
+    def scan_done(self) -> None:
+        self.done = {j for j in self.order if self.job(j).is_done()}
 
     def pending(self) -> list[str]:
         return [j for j in self.order if j not in self.running and j not in self.outcome.failed
-                and not is_done(self.job_dir(j))]
+                and j not in self.done]
 
     def start(self, job_id: str, slot: Slot) -> bool:
-        out = self.job_dir(job_id)
+        job = self.job(job_id)
+        out = job.path
         claim = claims.try_claim(out, self.lease_s)
         if claim is None:
+            if job.is_done():  # another runner finished it
+                self.done.add(job_id)
             return False
         try:
             spec = self.spec_for(job_id)
             if spec.world_size > 1 and slot.gpus and spec.num_gpus != len(slot.gpus):
                 spec = spec.replace(num_gpus=len(slot.gpus))
-            atomic_write_text(out / "spec.json", spec.to_json())
-            log = (out / "train.log").open("a")
-            proc = subprocess.Popen(job_command(out / "spec.json", out, spec.world_size), stdout=log,
+            spec_path = job.write_spec(spec)
+            log = job.log_path.open("a")
+            proc = subprocess.Popen(job_command(spec_path, out, spec.world_size), stdout=log,
                                     stderr=subprocess.STDOUT, env=job_environment(slot, claim, self.lease_s),
                                     start_new_session=True)
         except BaseException:
@@ -223,17 +226,19 @@ class LocalExecutor:
 
     def finish(self, run: Running, code: int) -> None:
         run.log.close()
-        out = self.job_dir(run.job_id)
+        job = self.job(run.job_id)
+        out = job.path
         del self.running[run.job_id]
         elapsed = time.time() - run.started
-        if is_done(out):  # done, even if the process was stopped while exiting
+        if job.is_done():  # done, even if the process was stopped while exiting
+            self.done.add(run.job_id)
             self.durations.append(elapsed)
             self.outcome.done.append(run.job_id)
             self.event("done", run.job_id, slot=run.slot.name, seconds=round(elapsed, 2))
         elif code == EXIT_INTERRUPTED or self.stop:
             self.event("interrupted", run.job_id, slot=run.slot.name, seconds=round(elapsed, 2))
         else:
-            error = record_failure(out, code, since=run.started)
+            error = job.record_exit(code, since=run.started)
             if self.attempts[run.job_id] <= self.retries:
                 self.event("retry", run.job_id, slot=run.slot.name, error=error)
             else:
@@ -275,7 +280,8 @@ class LocalExecutor:
     def run(self, poll_s: float = 0.2, render: Callable[[LocalExecutor], None] | None = None) -> Outcome:
         if self.force:
             self.prepare_force()
-        self.outcome.skipped_done = [j for j in self.order if is_done(self.job_dir(j))]
+        self.scan_done()
+        self.outcome.skipped_done = [j for j in self.order if j in self.done]
         previous = {s: signal.signal(s, lambda *_: self.request_stop()) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             while self.step():
@@ -309,19 +315,6 @@ class _suppress_lookup:
         return kind is not None and issubclass(kind, ProcessLookupError | PermissionError)
 
 
-def record_failure(out: Path, code: int, since: float) -> str:
-    """The failure's one-line message; writes error.json when the job died without writing one."""
-    error = read_json(out / "error.json")
-    log = out / "train.log"
-    if not isinstance(error, dict) or error.get("time", 0) < since:
-        tail = log.read_text(errors="replace").splitlines()[-40:] if log.exists() else []
-        previous = error.get("attempt", 0) if isinstance(error, dict) else 0
-        error = {"type": "ExitCode", "message": f"job process exited with {code}", "attempt": previous + 1,
-                 "log_tail": tail, "time": time.time()}
-        atomic_write_json(out / "error.json", error)
-    return f"{error.get('type')}: {error.get('message')}".splitlines()[0][:300]
-
-
 def select_jobs(order: list[str], entries: dict[str, dict], only: list[str]) -> list[str]:
     """Jobs named by `--only`: task names (`cola,rte`) or job ids."""
     from glue_bench.tasks import get_task
@@ -335,30 +328,31 @@ def select_jobs(order: list[str], entries: dict[str, dict], only: list[str]) -> 
             task = get_task(item).name
         except GlueBenchError:
             raise GlueBenchError(f"--only {item}: neither a task nor a job id of this sweep") from None
-        chosen += [j for j in order if entries[j]["task"] == task]
+        chosen += [j for j in order if entries[j].task == task]
     return [j for j in order if j in set(chosen)]
 
 
-def sweep_status(jobs_dir: Path) -> dict:
-    """Counts and details of a sweep's jobs, read from the results folder."""
+def build_executor(jobs_dir: Path, *, gpus: list[int] | None = None, gpus_per_job: int | None = None,
+                   procs_per_job: int | None = None, slots: int | None = None, retries: int = 0,
+                   only: list[str] | None = None, force: bool = False, lease_s: float = claims.DEFAULT_LEASE_S,
+                   wandb: str | None = None, on_event: Callable[[str, str], None] | None = None) -> LocalExecutor:
+    """The local executor of a planned sweep with its slots: `--gpus-per-job` wins over the sweep's
+    `gpus_per_job`, `auto` is resolved here (see `resolve_gpus_per_job`, said in `executor.note`)."""
+    if slots is not None and slots < 1:
+        raise GlueBenchError(f"--slots {slots}: must be at least 1")
+    if retries < 0:
+        raise GlueBenchError(f"--retries {retries}: must be 0 or more")
+    if procs_per_job is not None and procs_per_job < 1:
+        raise GlueBenchError(f"--procs-per-job {procs_per_job}: must be at least 1")
+    if gpus_per_job is not None and gpus_per_job < 0:
+        raise GlueBenchError(f"--gpus-per-job {gpus_per_job}: must be 0 (CPU) or more")
+    if wandb is not None and wandb not in ("auto", "online", "offline", "disabled"):
+        raise GlueBenchError(f"--wandb {wandb!r}: choose auto, online, offline or disabled")
     manifest = load_manifest(jobs_dir)
-    results = Path(manifest["results_dir"])
-    status: dict = {"done": [], "running": [], "failed": [], "pending": []}
-    for entry in manifest["jobs"]:
-        out = results / entry["id"]
-        if is_done(out):
-            status["done"].append({"id": entry["id"]})
-        elif (where := claims.claim_summary(out)) is not None:
-            status["running"].append({"id": entry["id"], "where": where, **_step(out)})
-        elif (out / "error.json").is_file():
-            error = read_json(out / "error.json") or {}
-            status["failed"].append({"id": entry["id"], "error": f"{error.get('type')}: {error.get('message')}"
-                                     .splitlines()[0][:200], "attempt": error.get("attempt")})
-        else:
-            status["pending"].append({"id": entry["id"]})
-    return status
-
-
-def _step(out: Path) -> dict:
-    p = job_progress(out)
-    return {"step": p.get("step"), "epoch": p.get("epoch")}
+    per_job, note = resolve_gpus_per_job(manifest.gpus_per_job if gpus_per_job is None else gpus_per_job, gpus)
+    procs = procs_per_job or manifest.procs_per_job
+    executor = LocalExecutor(jobs_dir, make_slots(gpus, per_job, slots, procs), retries=retries, only=only,
+                             force=force, lease_s=lease_s, gpus_per_job=per_job, procs_per_job=procs_per_job,
+                             wandb=wandb, on_event=on_event)
+    executor.note = note
+    return executor

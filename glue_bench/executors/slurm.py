@@ -25,7 +25,7 @@ from pathlib import Path
 
 from glue_bench.errors import GlueBenchError
 from glue_bench.plan import load_manifest
-from glue_bench.results import atomic_write_json, atomic_write_text, is_done, read_json
+from glue_bench.results import JobDir, atomic_write_json, atomic_write_text, read_json
 
 SLURM_DIR = "slurm"
 
@@ -175,14 +175,13 @@ def submit(jobs_dir: Path, opts: SlurmOptions, only: list[str] | None = None, dr
     """Submit the sweep's jobs that are neither done nor already queued in Slurm, as one job array."""
     jobs_dir = Path(jobs_dir)
     manifest = load_manifest(jobs_dir)
-    results = Path(manifest["results_dir"])
-    order = [e["id"] for e in sorted(manifest["jobs"], key=lambda e: -e["size"])]
+    order = manifest.by_size
     if only is not None:
         order = [j for j in order if j in set(only)]
-    done = [j for j in order if is_done(results / j)]
+    done = [j for j in order if manifest.job_dir(j).is_done()]
     if not dry_run:
         check_reachable()
-    in_slurm = queued_jobs(jobs_dir, manifest["name"]) if not dry_run else {}
+    in_slurm = queued_jobs(jobs_dir, manifest.name) if not dry_run else {}
     pending = [j for j in order if j not in done and j not in in_slurm]
     sub = Submission(None, pending, done, [j for j in order if j in in_slurm])
     if not pending:
@@ -192,7 +191,7 @@ def submit(jobs_dir: Path, opts: SlurmOptions, only: list[str] | None = None, dr
     array_file = folder / f"array-{n}.json"
     script = folder / f"submit-{n}.sh"
     sub.script = script
-    text = sbatch_script(jobs_dir, array_file, len(pending), manifest["name"], opts)
+    text = sbatch_script(jobs_dir, array_file, len(pending), manifest.name, opts)
     if dry_run:
         return sub
     (folder / "logs").mkdir(parents=True, exist_ok=True)
@@ -211,7 +210,7 @@ def submit(jobs_dir: Path, opts: SlurmOptions, only: list[str] | None = None, dr
 def cancel(jobs_dir: Path) -> list[str]:
     """scancel every array this sweep submitted that Slurm still knows; the array ids cancelled."""
     manifest = load_manifest(jobs_dir)
-    live = {t.split("_")[0] for t in queued(manifest["name"])}
+    live = {t.split("_")[0] for t in queued(manifest.name)}
     ids = [s["array_job_id"] for s in submissions(jobs_dir) if s["array_job_id"] in live]
     if ids:
         proc = _run(["scancel", *ids])
@@ -238,18 +237,18 @@ def wait(jobs_dir: Path, sub: Submission, opts: SlurmOptions, retries: int = 0, 
 
     Returns the failed jobs (job id -> reason)."""
     manifest = load_manifest(jobs_dir)
-    results = Path(manifest["results_dir"])
     watched = set(sub.jobs) | set(sub.skipped_queued)
     reported: set[str] = set()
     attempts = dict.fromkeys(watched, 1)
     while True:
-        in_slurm = queued_jobs(jobs_dir, manifest["name"])
+        in_slurm = queued_jobs(jobs_dir, manifest.name)
         for job in sorted(watched - set(in_slurm) - reported):
-            if is_done(results / job):
+            if manifest.job_dir(job).is_done():
                 on_event(f"done {job}")
                 reported.add(job)
         if not in_slurm:
-            failed = {j: failure_reason(results / j, jobs_dir, j) for j in watched if not is_done(results / j)}
+            failed = {j: failure_reason(manifest.job_dir(j), jobs_dir, j) for j in watched - reported
+                      if not manifest.job_dir(j).is_done()}
             retry = [j for j in failed if attempts[j] <= retries]
             if not retry:
                 return failed
@@ -260,12 +259,21 @@ def wait(jobs_dir: Path, sub: Submission, opts: SlurmOptions, retries: int = 0, 
         time.sleep(poll_s)
 
 
-def failure_reason(out: Path, jobs_dir: Path, job_id: str) -> str:
-    error = read_json(out / "error.json")
-    if isinstance(error, dict):
-        return f"{error.get('type')}: {error.get('message')}".splitlines()[0][:200]
+def failure_reason(job: JobDir, jobs_dir: Path, job_id: str) -> str:
+    summary = job.error_summary()
+    if summary is not None:
+        return summary
     slurm_ids = [t for t, j in task_map(jobs_dir).items() if j == job_id]
     if not slurm_ids:
         return "ended without results"
     reason = slurm_failure(slurm_ids[-1]) or "ended without results"
     return f"{reason}; log {slurm_dir(jobs_dir) / 'logs' / (slurm_ids[-1] + '.out')}"
+
+
+def options_for(jobs_dir: Path, gpus_per_job: int | None = None, procs_per_job: int | None = None,
+                **sbatch) -> SlurmOptions:
+    """sbatch options of a planned sweep: `--gpus-per-job` wins over the sweep's, `auto` is one GPU per job."""
+    manifest = load_manifest(jobs_dir)
+    per_job = manifest.gpus_per_job if gpus_per_job is None else gpus_per_job
+    return SlurmOptions(gpus_per_job=1 if per_job == "auto" else int(per_job),
+                        procs_per_job=procs_per_job or manifest.procs_per_job, **sbatch)

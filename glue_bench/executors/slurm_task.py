@@ -21,11 +21,10 @@ if __name__ == "__main__":  # before the imports below: Slurm's signal may come 
         signal.signal(_s, lambda signum, frame: EARLY_SIGNALS.append(signum))
 
 from glue_bench.executors import claims  # noqa: E402
-from glue_bench.executors.local import record_failure  # noqa: E402
 from glue_bench.executors.slurm import launcher_command  # noqa: E402
 from glue_bench.launch import EXIT_INTERRUPTED  # noqa: E402
 from glue_bench.plan import load_job, load_manifest  # noqa: E402
-from glue_bench.results import atomic_write_text, is_done, read_json  # noqa: E402
+from glue_bench.results import read_json  # noqa: E402
 
 
 def first_node() -> str:
@@ -87,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     index = int(os.environ["SLURM_ARRAY_TASK_ID"])
     slurm_id = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{index}"
     job_id = read_json(args.array_file)["jobs"][index]
-    out = Path(load_manifest(args.jobs_dir)["results_dir"]) / job_id
-    if is_done(out):
+    job = load_manifest(args.jobs_dir).job_dir(job_id)
+    out = job.path
+    if job.is_done():
         print(f"{job_id} is already done")
         return 0
     claim = claims.try_claim(out, owner=slurm_id)
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = load_job(args.jobs_dir, job_id)
     spec = spec.replace(num_gpus=args.gpus_per_node * nodes,
                         num_procs=args.ranks_per_node * nodes if not args.gpus_per_node else spec.num_procs)
-    atomic_write_text(out / "spec.json", spec.to_json())
+    job.write_spec(spec)
     port = 20000 + int(os.environ["SLURM_ARRAY_JOB_ID"]) % 20000
     cmd = launcher_command(out / "spec.json", out, nodes, args.ranks_per_node, first_node(), port, slurm_id)
     env = {**os.environ, "GLUE_BENCH_CLAIM_TOKEN": claim["token"],
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=signal_ranks, daemon=True).start()
     code = child.wait()
     stop_signalling()
-    if is_done(out):
+    if job.is_done():
         claims.release(out, claim["token"])
         return 0
     if state["stop"] or code == EXIT_INTERRUPTED:
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{slurm_id}: checkpointed; requeueing", flush=True)
         subprocess.run(["scontrol", "requeue", slurm_id])  # keeps the claim: the requeued task takes it back
         return 0
-    record_failure(out, code, since=claim["start"])
+    job.record_exit(code, since=claim["start"])
     claims.release(out, claim["token"])
     return code or 1
 

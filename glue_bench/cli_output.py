@@ -1,0 +1,138 @@
+"""What the commands print: the live view of a running sweep, run summaries, the report and the submission.
+
+Presentation only: each function calls one library function (or takes its result) and prints it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from glue_bench.errors import GlueBenchError
+from glue_bench.tasks import TASKS
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def say(text: str) -> None:
+    console.print(text, highlight=False)
+
+
+def split_list(values: str | None) -> list[str] | None:
+    return [v.strip() for v in values.split(",") if v.strip()] if values else None
+
+
+def _render_factory():
+    from rich.live import Live
+
+    live = Live(console=console, refresh_per_second=2, transient=False) if console.is_terminal else None
+
+    def render(executor) -> None:
+        if live is None:
+            return
+        counts = executor.counts()
+        eta = executor.eta_seconds()
+        table = Table(title=f"{executor.manifest.name}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+                      + (f", ETA {eta / 60:.0f} min" if eta else ""))
+        for col in ("job", "slot", "epoch", "step", "running for"):
+            table.add_column(col)
+        for run in executor.running.values():
+            p = executor.job(run.job_id).progress()
+            epoch = f"{p['epoch']:.2f}" if isinstance(p.get("epoch"), float | int) else "-"
+            table.add_row(run.job_id, run.slot.name, epoch, str(p.get("step", "-")),
+                          f"{time.time() - run.started:.0f} s")
+        if not live.is_started:
+            live.start()
+        live.update(table)
+
+    def close() -> None:
+        if live is not None and live.is_started:
+            live.stop()
+    return render, close
+
+
+def run_local(jobs_dir: Path, *, gpus: str | None, dry_run: bool, **options) -> int:
+    """Run a planned sweep with the local executor, printing its events; the exit code."""
+    from glue_bench.executors.local import build_executor
+
+    try:
+        gpu_list = [int(g) for g in split_list(gpus)] if gpus else None
+    except ValueError:
+        raise GlueBenchError(f"--gpus {gpus!r}: give GPU indices, e.g. 0,1,3") from None
+    ex = build_executor(jobs_dir, gpus=gpu_list, on_event=lambda kind, msg: say(msg), **options)
+    if ex.note:
+        say(ex.note)
+    if dry_run:
+        pending = ex.order if options.get("force") else [j for j in ex.pending() if not ex.job(j).is_done()]
+        where = ", ".join(s.name for s in ex.slots)
+        say(f"[dry run] would run {len(pending)} of {len(ex.order)} selected jobs ({len(ex.manifest.jobs)} in the "
+            f"sweep) on {len(ex.slots)} slot(s) ({where}), largest first; results in {ex.results_dir}")
+        for job_id in pending:
+            say(f"  {job_id}")
+        return 0
+    render, close = _render_factory()
+    try:
+        outcome = ex.run(render=render)
+    finally:
+        close()
+    counts = ex.counts()
+    say(", ".join(f"{k} {v}" for k, v in counts.items()) + f" ({len(outcome.done)} finished now)")
+    for job_id, error in outcome.failed.items():
+        err_console.print(f"[red]failed[/red] {job_id}: {error}", highlight=False)
+    return outcome.exit_code
+
+
+def run_slurm(jobs_dir: Path, opts, only: list[str] | None, retries: int, wait: bool, dry_run: bool) -> int:
+    from glue_bench.executors import slurm
+
+    sub = slurm.submit(jobs_dir, opts, only=only, dry_run=dry_run)
+    if sub.skipped_done or sub.skipped_queued:
+        say(f"{len(sub.skipped_done)} done and {len(sub.skipped_queued)} already queued in Slurm: not submitted")
+    if dry_run:
+        say(f"[dry run] would submit {len(sub.jobs)} jobs as one array with {sub.script}:")
+        if sub.jobs:
+            from glue_bench.plan import load_manifest
+
+            console.print(slurm.sbatch_script(jobs_dir, sub.script.with_suffix(".json"), len(sub.jobs),
+                                              load_manifest(jobs_dir).name, opts), highlight=False, markup=False)
+        return 0
+    if sub.array_job_id:
+        say(f"submitted {len(sub.jobs)} jobs as Slurm array {sub.array_job_id} ({sub.script})")
+    if not wait:
+        return 0
+    failed = slurm.wait(jobs_dir, sub, opts, retries=retries, on_event=say)
+    for job_id, reason in failed.items():
+        err_console.print(f"[red]failed[/red] {job_id}: {reason}", highlight=False)
+    say(f"{len(sub.jobs) + len(sub.skipped_queued) - len(failed)} finished, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+def print_report(report, show_selection: bool) -> None:
+    from glue_bench import render
+
+    console.print(render.rich_table(report.rows, report.title), width=max(console.width, 220))
+    for row in report.rows:
+        if row.kind == "method" and row.missing_tasks:
+            say(f"{row.label}: no results for {', '.join(TASKS[t].display for t in row.missing_tasks)}")
+    if report.missing:
+        say("not done: " + ", ".join(report.missing))
+    if show_selection:
+        for row in report.rows:
+            for task, s in row.selections.items():
+                say(f"{row.label} {TASKS[task].display}: lr {s.learning_rate:g}, {s.epochs} epochs, "
+                    f"seeds {[r.seed for r in s.records]}, mean dev score {100 * s.mean_score:.2f}")
+    say("wrote " + ", ".join(str(f) for f in report.files))
+    if report.wandb_run:
+        say(f"wandb summary run {report.wandb_run} in group {report.records[0].path.parent.name}")
+
+
+def print_submission(sub) -> None:
+    for name, c in sub.chosen.items():
+        say(f"{name}: {c['config']}" + (f" {c['job']}" if c.get("job") else ""))
+    if sub.missing:
+        say("left out: " + "; ".join(sub.missing))
+    say(f"wrote {sub.zip} ({len(sub.files)} files) and {sub.zip.with_suffix('.json')}")

@@ -1,0 +1,92 @@
+"""Checks of a job's inputs that need no torch, run before anything heavy starts or anything is written.
+
+A bad model path, a missing data file or an unusable output folder is a one-line error within a second,
+instead of minutes of imports, a DeepSpeed op build and a wandb run first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from glue_bench.errors import GlueBenchError
+from glue_bench.model_source import PACKAGED_MODELS, is_model_path, resolve_model
+from glue_bench.spec import JobSpec
+from glue_bench.tasks import TASKS
+
+# Encoders with the BERT output-block structure the methods are defined on (methods/common.py).
+SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "camembert")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def check_model(model: str) -> None:
+    """A model folder must exist, hold a readable config.json and be a supported encoder; anything else
+    must at least look like a hub id (`name` or `namespace/name`)."""
+    if model in PACKAGED_MODELS:
+        model = resolve_model(model)
+        if model in PACKAGED_MODELS:
+            return  # not installed: the hub id is loaded from the hub
+    if not is_model_path(model):
+        if not HUB_ID.match(model) or "--" in model or ".." in model:
+            raise GlueBenchError(f"model {model!r}: neither a model folder nor a hub id (namespace/name)")
+        return
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        raise GlueBenchError(f"model {model!r}: no such folder")
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except OSError:
+        raise GlueBenchError(f"model {model!r}: the folder has no config.json (not a model folder)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise GlueBenchError(f"model {model!r}: config.json is not valid JSON ({e})") from None
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise GlueBenchError(f"model {model!r}: model_type {model_type!r} is not a supported encoder "
+                             f"(choose {', '.join(SUPPORTED_MODEL_TYPES)})")
+
+
+def data_folder(source: str) -> Path | None:
+    """The glue_data folder a job reads (None: the hub)."""
+    if source == "auto":
+        source = os.environ.get("GLUE_DATA_DIR") or "hub"
+    return None if source == "hub" else Path(source)
+
+
+def missing_files(task: str, folder: Path, predict_test: bool) -> list[str]:
+    """The task's files a job needs that `folder` lacks (train, dev splits, test splits if predicted)."""
+    t = TASKS[task]
+    splits = ("train", *t.dev_splits, *(t.test_splits if predict_test else ()))
+    return [t.layouts[s].path for s in splits if not (folder / t.layouts[s].path).is_file()]
+
+
+def check_data(spec: JobSpec) -> None:
+    folder = data_folder(spec.data)
+    if folder is None:
+        return  # the hub: reachable or not is found when loading
+    if not folder.is_dir():
+        raise GlueBenchError(f"data folder {folder} does not exist")
+    missing = missing_files(spec.task, folder, spec.predict_test)
+    if missing:
+        raise GlueBenchError(f"{TASKS[spec.task].display}: missing {', '.join(missing)} in {folder}")
+
+
+def check_output_dir(out: Path) -> None:
+    """The results folder can be made and written: no file in its place, a writable parent."""
+    out = Path(out)
+    for parent in (out, *out.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise GlueBenchError(f"output folder {out}: {parent} is not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise GlueBenchError(f"output folder {out}: {parent} is not writable")
+            return
+
+
+def check_job(spec: JobSpec, out: Path | None = None) -> None:
+    """Every check of a job's inputs that needs no torch; raises the first problem as one line."""
+    check_model(spec.model)
+    check_data(spec)
+    if out is not None:
+        check_output_dir(out)
