@@ -19,7 +19,7 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 
 def say(text: str) -> None:
-    console.print(text, highlight=False)
+    console.print(text, highlight=False, markup=False)
 
 
 def split_list(values: str | None) -> list[str] | None:

@@ -57,7 +57,7 @@ class JobRecord:
 
 def collect(results_dir: Path) -> list[JobRecord]:
     """A record for every job folder (done, failed or unfinished) under results/<sweep>/."""
-    records = []
+    records: dict[str, JobRecord] = {}
     for folder in sorted(Path(results_dir).iterdir()) if Path(results_dir).is_dir() else []:
         if not folder.is_dir() or ".old-" in folder.name:
             continue
@@ -65,9 +65,14 @@ def collect(results_dir: Path) -> list[JobRecord]:
             spec = JobDir(folder).read_spec()
         except GlueBenchError:
             continue  # not a job folder we can read: skip it rather than fail the report
-        if spec is not None:
-            records.append(_record(JobDir(folder), spec))
-    return records
+        if spec is None:
+            continue
+        record = _record(JobDir(folder), spec)
+        # a copy of a job's folder is the same job, not another seed: keep the one named by its id (or done)
+        seen = records.get(spec.job_id)
+        if seen is None or (record.done, folder.name == spec.job_id) > (seen.done, seen.path.name == spec.job_id):
+            records[spec.job_id] = record
+    return list(records.values())
 
 
 def _record(job: JobDir, spec: JobSpec) -> JobRecord:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from glue_bench.errors import GlueBenchError
+from glue_bench.results import umask
 from glue_bench.tasks import GLUE_TASKS, TASKS, Task
 
 MAX_MEMBER_BYTES = 64 << 20  # QQP, the largest file, is about 4 MB
@@ -208,6 +209,7 @@ def write_zip(members: dict[str, str], out: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~umask())
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for name in [n for n in FILES if n in members]:
                 archive.writestr(name, members[name])

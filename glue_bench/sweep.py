@@ -22,6 +22,7 @@ from glue_bench.tasks import GLUE_TASKS, TASKS, get_task
 # Sweep keys that become job spec fields (sweep key -> spec field), from the spec's field metadata.
 GRID_KEYS = GRID_FIELDS
 FLOAT_FIELDS = {name for name in set(GRID_KEYS.values()) if field_kind(name) is float}
+BOTTLENECK_METHODS = ("houlsby",)
 # Keys that say where or how jobs run (one value for the whole sweep).
 RUN_KEYS = {"gpus_per_job", "procs_per_job", "wandb"}
 TOP_KEYS = {"name", "model", "data", "tasks", "methods", "task_overrides", "tags", *GRID_KEYS, *RUN_KEYS}
@@ -147,6 +148,9 @@ def parse_sweep(data: Any, source: str | None = None, base: Path | None = None) 
         if method not in METHODS:
             raise _bad("methods", method, f"choose from {', '.join(METHODS)}")
         method_grids[method] = _check_grid(f"methods.{method}.", grid)
+        if "bottleneck" in method_grids[method] and method not in BOTTLENECK_METHODS:
+            raise _bad(f"methods.{method}.bottleneck", grid["bottleneck"],
+                       f"only {', '.join(BOTTLENECK_METHODS)} has a bottleneck, not {method}")
     overrides = data.get("task_overrides") or {}
     if not isinstance(overrides, dict):
         raise _bad("task_overrides", overrides, "a mapping of task -> grid keys")
@@ -154,6 +158,8 @@ def parse_sweep(data: Any, source: str | None = None, base: Path | None = None) 
     for task, grid in overrides.items():
         if str(task).lower() not in TASKS:
             raise _bad("task_overrides", task, "not a GLUE task")
+        if get_task(str(task)).name not in task_names:
+            raise _bad("task_overrides", task, f"not a task of this sweep ({', '.join(task_names)})")
         task_grids[get_task(str(task)).name] = _check_grid(f"task_overrides.{task}.", grid)
     gpus = data.get("gpus_per_job", "auto")
     if gpus != "auto" and (not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 0):
@@ -198,7 +204,7 @@ def expand_sweep(sweep: Sweep) -> list[JobSpec]:
     for task in sweep.tasks:
         for method, method_grid in sweep.methods.items():
             grid = {**sweep.grid, **method_grid, **sweep.task_overrides.get(task, {})}
-            if method != "houlsby":
+            if method not in BOTTLENECK_METHODS:  # a top-level bottleneck is for the methods that have one
                 grid.pop("bottleneck", None)
             keys = sorted(grid)
             for values in itertools.product(*(grid[k] for k in keys)):

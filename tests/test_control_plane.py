@@ -195,3 +195,65 @@ def test_plan_checks_the_model(tmp_path, real_glue):
     with pytest.raises(GlueBenchError, match="no such folder"):
         plan_sweep(sweep, tmp_path / "jobs", tmp_path / "results")
     assert not (tmp_path / "jobs").exists()
+
+
+def test_atomic_writes_honour_the_umask(tmp_path):
+    import os
+
+    from glue_bench.submission import write_zip
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "metrics.json", {"a": 1})
+        write_zip({"CoLA.tsv": "index\tprediction\n"}, tmp_path / "s.zip")
+        assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == 0o644
+        assert (tmp_path / "s.zip").stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        atomic_write_json(tmp_path / "private.json", {"a": 1})
+        assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_a_copy_of_a_job_folder_is_not_a_second_seed(tmp_path):
+    import shutil
+
+    folder = write_done_job(tmp_path, rte(), 0.6)
+    shutil.copytree(folder, tmp_path / "copy-of-the-job")
+    (selection,) = select(collect(tmp_path))
+    assert [r.seed for r in selection.records] == [42]
+
+
+def test_sweep_keys_that_would_be_dropped_are_refused():
+    from glue_bench.errors import GlueBenchError
+
+    with pytest.raises(GlueBenchError, match="methods.full.bottleneck.*only houlsby"):
+        parse_sweep({"name": "s", "model": "m", "tasks": ["rte"], "methods": {"full": {"bottleneck": 8}}})
+    with pytest.raises(GlueBenchError, match="task_overrides.*not a task of this sweep"):
+        parse_sweep({"name": "s", "model": "m", "tasks": ["rte"], "methods": ["full"],
+                     "task_overrides": {"cola": {"epochs": 2}}})
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--slots", "-1"], "--slots -1: must be at least 1"), (["--slots", "0"], "--slots 0: must be at least 1"),
+    (["--retries", "-2"], "--retries -2: must be 0 or more"), (["--executor", "nope"], "--executor 'nope'")])
+def test_bad_run_options_are_one_line(tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from glue_bench.cli import app
+
+    atomic_write_json(tmp_path / "manifest.json", {"name": "s", "results_dir": str(tmp_path / "r"), "jobs": []})
+    result = CliRunner().invoke(app, ["run", str(tmp_path), "--dry-run", *args])
+    assert result.exit_code == 1 and message in result.output, result.output
+
+
+def test_sweep_dry_run_needs_no_earlier_plan_and_writes_nothing(tiny_bert, real_glue, tmp_path):
+    import yaml
+    from conftest import glue_bench
+
+    sweep = {"name": "x", "model": str(tiny_bert), "data": str(real_glue), "tasks": ["rte"], "methods": ["full"],
+             "predict_test": False, "gpus_per_job": 0}
+    (tmp_path / "x.yaml").write_text(yaml.safe_dump(sweep))
+    proc = glue_bench("sweep", "x.yaml", "--dry-run", cwd=tmp_path)
+    assert "nothing written" in proc.stdout and "would run 1 jobs on 1 CPU slot(s)" in proc.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.yaml"]
