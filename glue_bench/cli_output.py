@@ -69,8 +69,10 @@ def run_local(jobs_dir: Path, *, gpus: str | None, dry_run: bool, **options) -> 
     if dry_run:
         pending = ex.order if options.get("force") else [j for j in ex.pending() if not ex.job(j).is_done()]
         where = ", ".join(s.name for s in ex.slots)
-        say(f"[dry run] would run {len(pending)} of {len(ex.order)} selected jobs ({len(ex.manifest.jobs)} in the "
-            f"sweep) on {len(ex.slots)} slot(s) ({where}), largest first; results in {ex.results_dir}")
+        selected = f" (--only: {len(ex.order)} of the sweep's {len(ex.manifest.jobs)})" \
+            if len(ex.order) != len(ex.manifest.jobs) else ""
+        say(f"[dry run] would run {len(pending)} of {len(ex.order)} jobs on {len(ex.slots)} slot(s) ({where}), "
+            f"largest first{selected}; results in {ex.results_dir}")
         for job_id in pending:
             say(f"  {job_id}")
         return 0
