@@ -47,10 +47,12 @@ def _parse_label(task: Task, value: str) -> int | float:
     if task.is_regression:
         return float(value)
     if task.string_labels:
-        return task.label_names.index(value)  # ValueError for an unknown name
+        if value not in task.label_names:
+            raise ValueError(f"label {value!r} is not one of {task.display}'s labels ({', '.join(task.label_names)})")
+        return task.label_names.index(value)
     label = int(value)
     if not 0 <= label < task.num_labels:
-        raise ValueError(f"label {label} out of range")
+        raise ValueError(f"label {label} out of range (0..{task.num_labels - 1})")
     return label
 
 

@@ -80,5 +80,6 @@ def test_unknown_string_label_fails_with_line(tmp_path, real_glue):
     text = (real_glue / "RTE" / "dev.tsv").read_text().splitlines()
     text[3] = "\t".join(text[3].split("\t")[:3] + ["maybe"])
     (tmp_path / "RTE" / "dev.tsv").write_text("\n".join(text) + "\n")
-    with pytest.raises(GlueBenchError, match=r"RTE/dev.tsv:4: malformed row"):
+    with pytest.raises(GlueBenchError, match=r"RTE/dev.tsv:4: malformed row: label 'maybe' is not one of RTE's "
+                                             r"labels \(entailment, not_entailment\)"):
         read_split(TASKS["rte"], "dev", tmp_path)
