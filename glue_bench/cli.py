@@ -377,5 +377,14 @@ def validate(
 
 
 def main() -> None:
+    import sys
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if len(sys.argv) > 1 and sys.argv[1] == "train":
+        from glue_bench.cli_train import translate_original_flags
+
+        args, notes = translate_original_flags(sys.argv[2:])
+        if notes:
+            err_console.print("original flags: " + "; ".join(notes), highlight=False, markup=False)
+        sys.argv[2:] = args
     app()

@@ -70,3 +70,27 @@ def train_command(body):
     command.__doc__ = body.__doc__
     command.__name__ = "train"
     return command
+
+
+# The original run_tf_adapter_bert.py's flags that glue-bench names otherwise.
+ORIGINAL_FLAGS = {"--casing": "--model", "--saved_models_dir": "--output-dir", "--bottleneck_size": "--bottleneck"}
+
+
+def translate_original_flags(args: list[str]) -> tuple[list[str], list[str]]:
+    """`train` arguments with the original script's spellings (`--learning_rate`, `--casing`, ...) turned into
+    glue-bench's; returns (arguments, what was translated). A bottleneck given without a method means houlsby."""
+    known = {"--" + (meta(f, "flag") or n.replace("_", "-")) for n, f in FIELDS.items()}
+    known |= {"--" + n.replace("_", "-") for n in EXTRA} | {"--spec"}
+    out, notes = [], []
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        new = ORIGINAL_FLAGS.get(name) or (name.replace("_", "-") if name.startswith("--") else name)
+        if new != name and new in known:
+            notes.append(f"{name} -> {new}")
+            arg = new + eq + value
+        out.append(arg)
+    names = {a.partition("=")[0] for a in out}
+    if "--bottleneck" in names and "--method" not in names and "--spec" not in names:
+        out += ["--method", "houlsby"]
+        notes.append("a bottleneck size without --method: --method houlsby")
+    return out, notes

@@ -257,3 +257,15 @@ def test_sweep_dry_run_needs_no_earlier_plan_and_writes_nothing(tiny_bert, real_
     proc = glue_bench("sweep", "x.yaml", "--dry-run", cwd=tmp_path)
     assert "nothing written" in proc.stdout and "would run 1 jobs on 1 CPU slot(s)" in proc.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.yaml"]
+
+
+def test_the_original_scripts_flags_are_accepted(tmp_path):
+    from conftest import glue_bench
+
+    proc = glue_bench("train", "--casing", "bert-base-uncased", "--bottleneck_size", "32", "--non_linearity", "gelu",
+                      "--task", "mrpc", "--batch_size", "32", "--epochs", "10", "--max_seq_length", "128",
+                      "--learning_rate", "3e-4", "--warmup_ratio", "0.1", "--saved_models_dir", "saved_models",
+                      "--dry-run", cwd=tmp_path)
+    assert '"method": "houlsby"' in proc.stdout and '"bottleneck": 32' in proc.stdout
+    assert '"learning_rate": 0.0003' in proc.stdout and "into saved_models" in proc.stdout
+    assert "--casing -> --model" in proc.stderr and "--method houlsby" in proc.stderr
