@@ -25,7 +25,7 @@ class Setup:
     device: str = "cpu"
     precision: str = "fp32"
     deepspeed_bf16: bool = False  # glue-bench loop only: DeepSpeed's bf16 weights instead of autocast
-    keep_freed_memory: bool = True  # glue-bench loop only: `train.keep_freed_memory`, as jobs do
+    keep_freed_memory: bool = True  # glue-bench loop only: `runtime.keep_freed_memory`, as jobs do
     fast_dropout: bool = True  # glue-bench loop only, CPU: `dropout.use_fast_dropout`, as jobs do
 
     def sync(self) -> None:
@@ -53,13 +53,14 @@ def _spec(task: str, method: str, rows: int, data: Path, lr: float, setup: Setup
 
 def glue_bench_loop(task: str, method: str, rows: int, steps: int, warmup: int, data: Path,
                     setup: Setup = Setup(), profile: bool = False) -> dict:
-    """glue-bench's own loop (`train.train_step` under DeepSpeed), length-grouped batches, dynamic padding."""
+    """glue-bench's own loop (`engine.train_step` under DeepSpeed), length-grouped batches, dynamic padding."""
     from glue_bench.data import Padding, TokenCache, resolve_data_source, subset_rows, train_batches
     from glue_bench.dropout import use_fast_dropout
+    from glue_bench.engine import build_deepspeed_config, initialize_engine, train_step
     from glue_bench.methods import apply_method
     from glue_bench.models import load_model, load_tokenizer
+    from glue_bench.runtime import Run, keep_freed_memory, seed_everything
     from glue_bench.tasks import get_task
-    from glue_bench.train import Run, build_engine, keep_freed_memory, seed_everything, train_step
 
     spec = _spec(task, method, rows, data, 1e-3 if method == "houlsby" else 5e-5, setup)
     run = Run(spec)
@@ -78,8 +79,10 @@ def glue_bench_loop(task: str, method: str, rows: int, steps: int, warmup: int, 
     if setup.fast_dropout and run.device.type == "cpu":
         use_fast_dropout(model)  # as `train.main` does
     model.to(run.device)
-    overrides = {"bf16": {"enabled": True}, "torch_autocast": {"enabled": False}} if setup.deepspeed_bf16 else None
-    engine, _ = build_engine(model, spec, run, setup.precision, 2, warmup + steps, overrides)
+    ds_config = build_deepspeed_config(spec, run.world, setup.precision)
+    if setup.deepspeed_bf16:  # the variant that keeps DeepSpeed's bf16 weights instead of torch.autocast
+        ds_config.update({"bf16": {"enabled": True}, "torch_autocast": {"enabled": False}})
+    engine = initialize_engine(model, spec, run, ds_config, 2, warmup + steps)
     collator = Padding.for_tokenizer(tokenizer)
     engine.train()
     for b in batches[:warmup]:

@@ -60,7 +60,7 @@ def _link_fragments(engine) -> None:
         st = opt.optimizer.state[flat]
         if "exp_avg" not in st:
             st.update(step=torch.tensor(0.0), exp_avg=torch.zeros_like(flat), exp_avg_sq=torch.zeros_like(flat))
-    opt._hp_optimizer_states_linked = False
+    opt._hp_optimizer_states_linked = False  # private to DeepSpeed 0.19 (pinned in pyproject.toml)
     opt._lazy_init_hp_params_optimizer_state()
 
 

@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from glue_bench.results import JobDir
 from glue_bench.spec import JobSpec
+from glue_bench.stop import EXIT_INTERRUPTED, free_port
 
-EXIT_INTERRUPTED = 75  # a job saved its `last` checkpoint on a signal; running it again resumes
-
-
-_HANDED_OUT: set[int] = set()
-
-
-def free_port() -> int:
-    """A free TCP port, never one this process handed out before (concurrent jobs need distinct ports)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
+__all__ = ["EXIT_INTERRUPTED", "free_port", "launch", "torchrun_command", "rank_environment", "last_event"]
 
 
 def torchrun_command(spec_path: Path, output_dir: Path, nprocs: int, master_port: int,
@@ -54,10 +41,7 @@ def launch(spec: JobSpec, output_dir: Path, cache_dir: Path | None = None) -> in
         from glue_bench.train import run_job
 
         return run_job(spec, output_dir, cache_dir)
-    spec_path = output_dir / "spec.json"
-    from glue_bench.results import atomic_write_text
-
-    atomic_write_text(spec_path, spec.to_json())
+    spec_path = JobDir(output_dir).write_spec(spec)
     cmd = torchrun_command(spec_path, output_dir, spec.world_size, free_port(), cache_dir)
     code = subprocess.call(cmd, env=rank_environment(spec))
     # torchrun turns any failing rank into exit 1; recover the ranks' "interrupted, resumable" code

@@ -40,7 +40,8 @@ def predict_split(checkpoint: Path, task_name: str, split: str, data: str | None
                   cache_dir: Path | None = None) -> tuple[Path, int]:
     """Write predictions for `split` of `task_name` to `out`; returns (path, rows)."""
     from glue_bench.data import Padding, TokenCache, resolve_data_source
-    from glue_bench.train import SingleProcess, predict, write_predictions
+    from glue_bench.prediction import predict, write_predictions
+    from glue_bench.runtime import SingleProcess
 
     checkpoint = Path(checkpoint)
     spec = JobSpec.load(checkpoint / "spec.json")
@@ -56,5 +57,5 @@ def predict_split(checkpoint: Path, task_name: str, split: str, data: str | None
     encoded = TokenCache(cache_dir).encoded(task, split, source, tokenizer, spec.max_seq_length)
     preds, _ = predict(model, encoded, task, SingleProcess(device), Padding.for_tokenizer(tokenizer), 64)
     out = Path(out) if out else checkpoint / "predict" / f"{split}.tsv"
-    rows = write_predictions(out, task, encoded, preds, with_labels=split in task.dev_splits)
-    return out, rows
+    written = write_predictions(out, task, encoded, preds, with_labels=split in task.dev_splits)
+    return out, written["rows"]

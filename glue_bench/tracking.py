@@ -145,6 +145,16 @@ class WandbTracker:
                      self.directory)
 
 
+def wandb_directory(default: Path) -> Path:
+    """Where wandb keeps its runs: the user's WANDB_DIR when set (wandb.init's `dir=` would override it),
+    else `default` (the job's results folder)."""
+    env = os.environ.get("WANDB_DIR")
+    if not env:
+        return Path(default)
+    log.info("wandb runs go to WANDB_DIR=%s", env)
+    return Path(env)
+
+
 def start(mode: str, *, project: str, entity: str | None, group: str | None, job_type: str, name: str,
           tags: list[str], config: dict[str, Any], directory: Path, run_id: str | None = None,
           resume: bool = False) -> Tracker:
@@ -152,6 +162,7 @@ def start(mode: str, *, project: str, entity: str | None, group: str | None, job
     mode = resolve_mode(mode)
     if mode == "disabled":
         return NullTracker()
+    directory = wandb_directory(directory)
     directory.mkdir(parents=True, exist_ok=True)
 
     def init():

@@ -43,9 +43,9 @@ def sst2_run(tmp_path_factory, tiny_bert, real_glue) -> Path:
 def fresh_model(model_dir: Path, spec_path: Path):
     from glue_bench.methods import apply_method
     from glue_bench.models import load_model
+    from glue_bench.runtime import seed_everything
     from glue_bench.spec import JobSpec
     from glue_bench.tasks import get_task
-    from glue_bench.train import seed_everything
 
     spec = JobSpec.load(spec_path)
     seed_everything(spec.seed)
@@ -55,7 +55,7 @@ def fresh_model(model_dir: Path, spec_path: Path):
 
 
 def test_single_process_houlsby_job(sst2_run, tiny_bert):
-    from glue_bench.train import frozen_digest
+    from glue_bench.provenance import frozen_digest
 
     m = read_metrics(sst2_run)
     assert is_done(sst2_run)
@@ -82,7 +82,7 @@ def test_single_process_houlsby_job(sst2_run, tiny_bert):
 
 
 def test_keep_freed_memory_on_cpu_only():
-    from glue_bench.train import keep_freed_memory
+    from glue_bench.runtime import keep_freed_memory
 
     assert keep_freed_memory(torch.device("cpu")) is True  # Linux/glibc here
     assert keep_freed_memory(torch.device("cuda")) is False
@@ -198,10 +198,18 @@ def test_zero2_crash_resume_is_exact(tiny_bert, real_glue, tmp_path):
 
 
 def test_missing_training_data_fails_with_one_line_and_error_json(tiny_bert, real_glue, tmp_path):
+    # `glue-bench train` checks the data files before anything starts and writes nothing
     out = tmp_path / "job"
     proc = glue_bench(*train_args(tiny_bert, real_glue, out, "--task", "qnli", "--method", "full"), check=False)
     assert proc.returncode == 1
-    assert "QNLI train split is missing: no file" in proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"error: QNLI: missing QNLI/train.tsv in {real_glue}"]
+    assert not out.exists()
+    # a job an executor starts (the per-rank entry point) records the failure for status and retries
+    spec = {"task": "qnli", "model": str(tiny_bert), "data": str(real_glue), "method": "full", "max_seq_length": 64}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    proc = subprocess.run([sys.executable, "-m", "glue_bench.train", "--spec", str(tmp_path / "spec.json"),
+                           "--output-dir", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "QNLI: missing QNLI/train.tsv" in proc.stderr
     error = json.loads((out / "error.json").read_text())
     assert error["type"] == "GlueBenchError" and error["attempt"] == 1
     assert not (out / "metrics.json").exists()
