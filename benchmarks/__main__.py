@@ -7,6 +7,7 @@ after a warm-up; ratios are reported, not absolute times (these machines are noi
     python -m benchmarks all --data-dir ../shared/glue_data --out benchmarks/results.json
     python -m benchmarks throughput --device cuda --precision bf16 --steps 50   # on a GPU
     python -m benchmarks profile --method full                           # where a step's time goes
+    python -m benchmarks control-plane --out benchmarks/results-control-plane.json   # status/report/submit at 648 jobs
 """
 
 from __future__ import annotations
@@ -256,7 +257,8 @@ def print_table(results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("suite", choices=["throughput", "houlsby", "sweep", "all", "profile", "memory-probe", "loop"])
+    parser.add_argument("suite", choices=["throughput", "houlsby", "sweep", "all", "profile", "memory-probe", "loop",
+                                          "control-plane"])
     parser.add_argument("--loop", choices=LOOPS, default="glue-bench", help="suite `loop`: the one loop to time")
     parser.add_argument("--task", default="sst2", help="suite `loop`: the task")
     parser.add_argument("--rows", type=int, default=2000, help="suite `loop`: training rows sampled")
@@ -277,6 +279,15 @@ def main() -> None:
                              "bf16 weights, not autocast; glibc-malloc: glibc's default malloc settings; "
                              "torch-dropout: torch's CPU dropout masks; torch-cpu: neither of the two CPU settings)")
     args = parser.parse_args()
+    if args.suite == "control-plane":  # no training: a synthetic results tree of the paper sweep
+        from benchmarks.control_plane import run, table
+
+        result = run(reps=args.reps)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(table(result))
+        return None
     ensure_environment()
     data = args.data_dir.resolve()
     setup = Setup(args.model, args.device, args.precision)

@@ -21,8 +21,11 @@ def skip_shm_allreduce_build() -> None:
     minutes of C++ on 2 cores on a fresh machine, and again whenever another environment shares the extension
     cache) for its inference all-reduce only: training never calls it, and the backend runs without it (it
     checks `shm_comm_op` for None). Works with DeepSpeed 0.19 (the range pinned in pyproject.toml)."""
-    import deepspeed.comm.torch as ds_torch
+    import importlib
 
+    # not `import deepspeed.comm.torch as m`: the package's `from .comm import *` shadows that submodule
+    # attribute with torch itself, and the patch would land on torch
+    ds_torch = importlib.import_module("deepspeed.comm.torch")
     ds_torch.build_shm_op = lambda: None
 
 
