@@ -48,6 +48,7 @@ def metrics_record(job: Job, final_dev: dict, files: dict, frozen_after: str, di
         "cache": {"hits": job.cache.hits, "misses": job.cache.misses},
         "provenance": {
             "data": {"source": "hub" if job.source == "hub" else "glue_data",
+                     **({"folder": job.source} if job.source != "hub" else {}),
                      "train": job.train_full.source,
                      **{split: e.source for split, e in {**job.dev, **job.test}.items()}},
             "model": model_provenance(spec.model),

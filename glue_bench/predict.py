@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -36,6 +37,20 @@ def load_trained_model(checkpoint: Path, spec: JobSpec, task):
     return model, load_tokenizer(spec.model)
 
 
+def trained_on(checkpoint: Path, spec: JobSpec) -> str:
+    """The data source a job was trained on: its spec's, or for `auto` the folder its metrics.json recorded
+    (GLUE_DATA_DIR at training time), so that predicting later does not silently go to the hub."""
+    from glue_bench.results import load_metrics
+
+    if spec.data != "auto" or os.environ.get("GLUE_DATA_DIR"):
+        return spec.data
+    recorded = ((load_metrics(checkpoint) or {}).get("provenance") or {}).get("data") or {}
+    folder = recorded.get("folder")
+    if folder:
+        log.info("data: the glue_data folder the job was trained on, %s (--data-dir to choose another)", folder)
+    return folder or spec.data
+
+
 def predict_split(checkpoint: Path, task_name: str, split: str, data: str | None, out: Path | None,
                   cache_dir: Path | None = None) -> tuple[Path, int]:
     """Write predictions for `split` of `task_name` to `out`; returns (path, rows)."""
@@ -53,7 +68,7 @@ def predict_split(checkpoint: Path, task_name: str, split: str, data: str | None
     model, tokenizer = load_trained_model(checkpoint, spec, task)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
-    source = resolve_data_source(data if data is not None else spec.data)
+    source = resolve_data_source(data if data is not None else trained_on(checkpoint, spec))
     encoded = TokenCache(cache_dir).encoded(task, split, source, tokenizer, spec.max_seq_length)
     preds, _ = predict(model, encoded, task, SingleProcess(device), Padding.for_tokenizer(tokenizer), 64)
     out = Path(out) if out else checkpoint / "predict" / f"{split}.tsv"

@@ -269,3 +269,18 @@ def test_the_original_scripts_flags_are_accepted(tmp_path):
     assert '"method": "houlsby"' in proc.stdout and '"bottleneck": 32' in proc.stdout
     assert '"learning_rate": 0.0003' in proc.stdout and "into saved_models" in proc.stdout
     assert "--casing -> --model" in proc.stderr and "--method houlsby" in proc.stderr
+
+
+def test_predict_reuses_the_glue_data_folder_the_job_was_trained_on(tmp_path, monkeypatch):
+    from glue_bench.predict import trained_on
+
+    spec = rte()  # data: auto
+    folder = write_done_job(tmp_path, spec, 0.6)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics["provenance"] = {"data": {"source": "glue_data", "folder": "/data/glue_data"}}
+    atomic_write_json(folder / "metrics.json", metrics)
+    monkeypatch.delenv("GLUE_DATA_DIR", raising=False)
+    assert trained_on(folder, spec) == "/data/glue_data"
+    assert trained_on(folder, spec.replace(data="/elsewhere")) == "/elsewhere"
+    monkeypatch.setenv("GLUE_DATA_DIR", "/set/now")
+    assert trained_on(folder, spec) == "auto"
