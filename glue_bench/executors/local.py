@@ -152,6 +152,7 @@ class LocalExecutor:
         self.started = time.time()
         self.durations: list[float] = []
         self.note: str | None = None
+        self.said_waiting = 0
 
     # -- bookkeeping -----------------------------------------------------------------------------------
     def job_dir(self, job_id: str) -> Path:
@@ -266,7 +267,13 @@ class LocalExecutor:
         if self.running:
             return True
         # Nothing runs here: the rest are claimed by other runners (wait for them) or nothing is left.
-        return bool(self.pending())
+        waiting = self.pending()
+        if waiting and len(waiting) != self.said_waiting:
+            self.said_waiting = len(waiting)
+            holders = sorted({h for j in waiting if (h := claims.claim_summary(self.job_dir(j)))})
+            self.on_event("waiting", f"waiting for {len(waiting)} job(s) that another runner holds"
+                          + (f" ({', '.join(holders[:3])})" if holders else ""))
+        return bool(waiting)
 
     def request_stop(self) -> None:
         if self.stop:
