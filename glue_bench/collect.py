@@ -84,7 +84,10 @@ def _record(job: JobDir, spec: JobSpec) -> JobRecord:
         "seed": spec.seed, "setting": spec.setting_key, "done": done,
     }
     if not done or metrics is None:
-        return JobRecord(**common, error=job.error_summary())
+        error = job.error_summary()
+        if error is None and job.metrics_path.is_file():  # there, but unreadable or not a finished job's
+            error = "metrics.json is corrupt or incomplete (glue-bench status --verify; rerun the job with --force)"
+        return JobRecord(**common, error=error)
     params = metrics.get("parameters", {})
     return JobRecord(**common, dev=metrics["dev"], task_score=metrics["task_score"],
                      trainable=params.get("trainable"), base_model=params.get("base_model"),

@@ -34,6 +34,38 @@ def resolve_model(model: str) -> str:
     return model
 
 
+@functools.lru_cache(maxsize=1)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub (HF_ENDPOINT, default huggingface.co) accepts a TCP connection within `timeout`."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def go_offline_without_hub(model: str) -> None:
+    """Before loading a hub id: when the hub cannot be reached, load from the local hub cache only
+    (HF_HUB_OFFLINE=1), so a missing model fails at once instead of after the hub client's retries."""
+    import os
+
+    if is_model_path(model) or os.environ.get("HF_HUB_OFFLINE") == "1" or hub_reachable():
+        return
+    log.warning("the Hugging Face hub is unreachable: %s is loaded from the local hub cache only", model)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:  # huggingface_hub reads the variable once, at import
+        import huggingface_hub.constants as constants
+
+        constants.HF_HUB_OFFLINE = True
+    except (ImportError, AttributeError):
+        pass
+
+
 def weight_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from glue_bench.errors import GlueBenchError
-from glue_bench.model_source import resolve_model
+from glue_bench.model_source import go_offline_without_hub, resolve_model
 from glue_bench.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -19,6 +19,7 @@ def load_tokenizer(model: str):
     from transformers import AutoTokenizer
 
     path = resolve_model(model)
+    go_offline_without_hub(path)
     try:
         return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as e:
@@ -31,6 +32,7 @@ def load_model(model: str, task: Task):
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     path = resolve_model(model)
+    go_offline_without_hub(path)
     labels = task.label_names or ("score",)
     try:
         config = AutoConfig.from_pretrained(

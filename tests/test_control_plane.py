@@ -284,3 +284,28 @@ def test_predict_reuses_the_glue_data_folder_the_job_was_trained_on(tmp_path, mo
     assert trained_on(folder, spec.replace(data="/elsewhere")) == "/elsewhere"
     monkeypatch.setenv("GLUE_DATA_DIR", "/set/now")
     assert trained_on(folder, spec) == "auto"
+
+
+def test_a_corrupt_metrics_json_is_reported_as_corrupt_not_unfinished(tmp_path):
+    from glue_bench.report import missing_jobs
+
+    folder = write_done_job(tmp_path, rte(), 0.6)
+    (folder / "metrics.json").write_text("{ not json")
+    (record,) = collect(tmp_path)
+    assert not record.done and "metrics.json is corrupt" in record.error
+    assert missing_jobs([record])["unfinished"] == []
+
+
+def test_an_unreachable_hub_fails_at_once_instead_of_retrying(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = ("from glue_bench.models import load_tokenizer\n"
+            "try:\n    load_tokenizer('bert-base-uncased')\nexcept Exception as e:\n    print('ERR', e)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"))  # nothing listens on port 9
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert "ERR cannot load the tokenizer of 'bert-base-uncased'" in proc.stdout, proc.stdout + proc.stderr
+    assert "Retry" not in proc.stderr, proc.stderr  # the hub client's five retries (about 45 s) are skipped
+    assert "hub is unreachable" in proc.stderr
