@@ -36,8 +36,11 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, context_settings={
 
 
 def configure_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(console=err_console, show_path=False)], force=True)
+    # rich's handler on a terminal; plain lines otherwise (rich wraps at 80 columns and colours a log file)
+    handler = RichHandler(console=err_console, show_path=False) if err_console.is_terminal \
+        else logging.StreamHandler()
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", handlers=[handler],
+                        force=True)
     for noisy in ("httpx", "urllib3", "filelock", "DeepSpeed", "torch.distributed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -56,6 +56,9 @@ def uninterrupted(tmp_path_factory, tiny_bert, real_glue) -> Path:
 
 
 def test_six_jobs_on_two_slots_all_done(uninterrupted):
+    for log in (uninterrupted / "results" / "tiny").glob("*/train.log"):
+        text = log.read_text()
+        assert "\x1b[" not in text and "\r" not in text, log  # no colour codes, no progress bars
     starts = [e for e in events(uninterrupted) if e["event"] == "start"]
     assert len(starts) == 6 and {e["slot"] for e in starts} == {"cpu0", "cpu1"}
     assert len(results(uninterrupted)) == 6

@@ -109,6 +109,10 @@ def job_command(spec_path: Path, out: Path, world: int) -> list[str]:
     return torchrun_command(spec_path, out, world, free_port())
 
 
+# The job's output goes to its train.log: no progress bars (tqdm's carriage returns) and no colour codes.
+LOG_FILE_ENVIRONMENT = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "NO_COLOR": "1", "TERM": "dumb"}
+
+
 def job_environment(slot: Slot, claim: dict, lease_s: float) -> dict[str, str]:
     env = dict(os.environ)
     env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, slot.gpus))
@@ -117,6 +121,7 @@ def job_environment(slot: Slot, claim: dict, lease_s: float) -> dict[str, str]:
     env["GLUE_BENCH_LEASE_S"] = str(lease_s)
     env["GLUE_BENCH_LOG_CAPTURED"] = "1"
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.update(LOG_FILE_ENVIRONMENT)
     return env
 
 

@@ -21,6 +21,7 @@ if __name__ == "__main__":  # before the imports below: Slurm's signal may come 
         signal.signal(_s, lambda signum, frame: EARLY_SIGNALS.append(signum))
 
 from glue_bench.executors import claims  # noqa: E402
+from glue_bench.executors.local import LOG_FILE_ENVIRONMENT  # noqa: E402
 from glue_bench.executors.slurm import launcher_command  # noqa: E402
 from glue_bench.launch import EXIT_INTERRUPTED  # noqa: E402
 from glue_bench.plan import load_job, load_manifest  # noqa: E402
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     job.write_spec(spec)
     port = 20000 + int(os.environ["SLURM_ARRAY_JOB_ID"]) % 20000
     cmd = launcher_command(out / "spec.json", out, nodes, args.ranks_per_node, first_node(), port, slurm_id)
-    env = {**os.environ, "GLUE_BENCH_CLAIM_TOKEN": claim["token"],
+    env = {**os.environ, **LOG_FILE_ENVIRONMENT, "GLUE_BENCH_CLAIM_TOKEN": claim["token"],
            "GLUE_BENCH_LEASE_S": str(claim.get("lease_s", claims.DEFAULT_LEASE_S))}
     print(f"{slurm_id}: {job_id}: {' '.join(cmd)}", flush=True)
     state["child"] = child = subprocess.Popen(cmd, env=env)
