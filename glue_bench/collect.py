@@ -55,16 +55,19 @@ class JobRecord:
         return f"houlsby m={self.bottleneck}" if self.method == "houlsby" else self.method
 
 
-def collect(results_dir: Path) -> list[JobRecord]:
-    """A record for every job folder (done, failed or unfinished) under results/<sweep>/."""
+def collect(results_dir: Path, unreadable: dict[str, str] | None = None) -> list[JobRecord]:
+    """A record for every job folder (done, failed or unfinished) under results/<sweep>/; folders whose
+    spec.json cannot be read go into `unreadable` (folder -> why) when it is given."""
     records: dict[str, JobRecord] = {}
     for folder in sorted(Path(results_dir).iterdir()) if Path(results_dir).is_dir() else []:
         if not folder.is_dir() or ".old-" in folder.name:
             continue
         try:
             spec = JobDir(folder).read_spec()
-        except GlueBenchError:
-            continue  # not a job folder we can read: skip it rather than fail the report
+        except GlueBenchError as e:  # not a job folder we can read: name it rather than fail the report
+            if unreadable is not None:
+                unreadable[folder.name] = f"spec.json {str(e).split(': ', 1)[-1]}"
+            continue
         if spec is None:
             continue
         record = _record(JobDir(folder), spec)

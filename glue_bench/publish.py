@@ -38,13 +38,16 @@ def write_report(results_dir: Path, out_dir: Path | None = None, wandb: str | No
         raise GlueBenchError(f"--wandb {wandb!r}: choose {', '.join(WANDB_MODES)}")
     if not results_dir.is_dir():
         raise GlueBenchError(f"no results folder {results_dir}")
-    records = collect(results_dir)
+    unreadable: dict[str, str] = {}
+    records = collect(results_dir, unreadable)
     if not records:
         raise GlueBenchError(f"{results_dir} holds no job results yet")
     rows = build_rows(records)
     data = report_data(results_dir.name, rows, records)
     gaps = missing_jobs(records)
-    missing = [f"{len(v)} {k}" + (f" ({'; '.join(v[:3])})" if k == "failed" else "") for k, v in gaps.items() if v]
+    gaps["unreadable"] = [f"{name}: {why}" for name, why in unreadable.items()]
+    missing = [f"{len(v)} {k}" + (f" ({'; '.join(v[:3])})" if k in ("failed", "unreadable") else "")
+               for k, v in gaps.items() if v]
     out = Path(out_dir) if out_dir is not None else results_dir / "report"
     try:
         files = render.write_all(data, rows, out, missing)
