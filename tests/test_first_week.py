@@ -98,3 +98,7 @@ def test_docs_describe_the_shipped_demo():
     sweeps_md = (root / "docs" / "sweeps.md").read_text()
     assert "SST-2, MRPC and STS-B" in sweeps_md and demo["tasks"] == ["sst2", "mrpc", "stsb"]
     assert "`submission.json`)" not in (root / "docs" / "report.md").read_text()
+    readme = (root / "README.md").read_text()
+    # the demo's time and table are written by scripts/demo.py between markers, not typed
+    assert readme.count("<!-- demo:time -->") == 1 and readme.count("<!-- demo:table -->") == 1
+    assert "minutes" not in (root / "jobs" / "demo.yaml").read_text().splitlines()[0]
