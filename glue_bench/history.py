@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -62,7 +63,26 @@ def summary_values(metrics: dict) -> dict:
     return values
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class StripAnsi(logging.Filter):
+    """Colour codes out of log lines bound for a file (transformers' load report colours its title even when
+    its output is not a terminal)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "\x1b[" in message:
+            record.msg, record.args = ANSI.sub("", message), None
+        return True
+
+
 def setup_logging(output_dir: Path, is_main: bool) -> None:
+    if not sys.stderr.isatty():
+        import transformers.utils.logging as hf_logging
+
+        for handler in hf_logging.get_logger().handlers:  # the library root logger, configured
+            handler.addFilter(StripAnsi())
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     if not is_main:
@@ -72,6 +92,7 @@ def setup_logging(output_dir: Path, is_main: bool) -> None:
     else:
         handler = logging.FileHandler(output_dir / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(StripAnsi())
     root.addHandler(handler)
     if not any(not isinstance(h, logging.FileHandler) for h in root.handlers):
         console = logging.StreamHandler(sys.stderr)

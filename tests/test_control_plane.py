@@ -309,3 +309,28 @@ def test_an_unreachable_hub_fails_at_once_instead_of_retrying(tmp_path):
     assert "ERR cannot load the tokenizer of 'bert-base-uncased'" in proc.stdout, proc.stdout + proc.stderr
     assert "Retry" not in proc.stderr, proc.stderr  # the hub client's five retries (about 45 s) are skipped
     assert "hub is unreachable" in proc.stderr
+
+
+def test_a_runner_waiting_on_jobs_another_runner_holds_says_so(tmp_path):
+    import os
+
+    from glue_bench.executors import claims
+    from glue_bench.executors.local import LocalExecutor, Slot
+
+    spec = rte()
+    atomic_write_json(tmp_path / "jobs" / "manifest.json", {
+        "name": "s", "results_dir": str(tmp_path / "results"),
+        "jobs": [{"id": spec.job_id, "task": "rte", "method": "full", "size": 1}]})
+    claim = claims.try_claim(tmp_path / "results" / spec.job_id, runner_pid=os.getpid())  # "another runner"
+    assert claim is not None
+    said = []
+    executor = LocalExecutor(tmp_path / "jobs", [Slot(name="cpu0")], on_event=lambda kind, msg: said.append(msg))
+    assert executor.step() is True  # nothing to start here, but the job is not done: wait
+    holder = claims.claim_summary(claim_dir(tmp_path, spec))
+    assert said == [f"waiting for 1 job(s) that another runner holds ({holder})"]
+    executor.step()
+    assert len(said) == 1  # said once, not every poll
+
+
+def claim_dir(root: Path, spec: JobSpec) -> Path:
+    return root / "results" / spec.job_id

@@ -110,8 +110,6 @@ def test_two_runners_run_each_job_exactly_once(tiny_bert, real_glue, tmp_path):
     glue_bench("plan", str(write_sweep(root, tiny_bert, real_glue, epochs=1)), cwd=root)
     a, b = runner(root, "--slots", "1"), runner(root, "--slots", "1")
     assert a.wait(timeout=600) == 0 and b.wait(timeout=600) == 0
-    # the runner left idle at the end says what it waits for (the other runner's last job)
-    assert "that another runner holds" in a.stdout.read() + b.stdout.read()
     starts = [e["job"] for e in events(root) if e["event"] == "start"]
     assert sorted(starts) == sorted(set(starts)) and len(starts) == 6
     assert len(results(root)) == 6
