@@ -102,3 +102,25 @@ def test_docs_describe_the_shipped_demo():
     # the demo's time and table are written by scripts/demo.py between markers, not typed
     assert readme.count("<!-- demo:time -->") == 1 and readme.count("<!-- demo:table -->") == 1
     assert "minutes" not in (root / "jobs" / "demo.yaml").read_text().splitlines()[0]
+
+
+def test_log_lines_are_plain_off_a_terminal():
+    import logging
+
+    from glue_bench.cli import configure_logging
+
+    configure_logging()  # under pytest stderr is not a terminal
+    handlers = logging.getLogger().handlers
+    assert handlers and all(type(h) is logging.StreamHandler for h in handlers)  # no rich wrapping at 80 columns
+
+
+def test_the_installed_model_line_is_said_once(caplog):
+    import logging
+
+    import glue_bench.model_source as source
+
+    source._SAID.discard("sentence-transformers/all-MiniLM-L6-v2")
+    with caplog.at_level(logging.INFO, logger="glue_bench.model_source"):
+        for _ in range(3):
+            source.resolve_model("sentence-transformers/all-MiniLM-L6-v2")
+    assert sum("resolves to the installed package" in r.getMessage() for r in caplog.records) == 1

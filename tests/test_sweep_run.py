@@ -142,6 +142,7 @@ def test_run_dry_run_says_what_would_run(tiny_bert, real_glue, tmp_path):
     glue_bench("plan", str(write_sweep(tmp_path, tiny_bert, real_glue)), cwd=tmp_path)
     proc = glue_bench("run", "jobs/tiny", "--slots", "2", "--only", "rte", "--dry-run", cwd=tmp_path)
     assert "would run 2 of 2 jobs on 2 slot(s) (cpu0, cpu1)" in proc.stdout
+    assert "(--only: 2 of the sweep's 6)" in proc.stdout
     assert not (tmp_path / "results").exists()
     bad = glue_bench("run", "jobs/tiny", "--only", "squad", "--dry-run", cwd=tmp_path, check=False)
     assert bad.returncode == 1 and "--only squad: neither a task nor a job id" in bad.stderr
