@@ -20,6 +20,7 @@ from rich.table import Table
 from glue_bench.cli_output import (
     console,
     err_console,
+    parse_gpus,
     print_report,
     print_submission,
     run_local,
@@ -295,7 +296,7 @@ def sweep(
         from glue_bench.executors.local import resolve_gpus_per_job
 
         per_job, note = resolve_gpus_per_job(swept.gpus_per_job if gpus_per_job is None else gpus_per_job,
-                                             [int(g) for g in split_list(gpus)] if gpus else None)
+                                             parse_gpus(gpus))
         say((note + "; " if note else "") + f"would run {len(planned.jobs)} jobs "
             + (f"on {slots or 1} CPU slot(s)" if per_job == 0 else f"with {per_job} GPU(s) each"))
         return

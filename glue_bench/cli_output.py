@@ -31,6 +31,14 @@ def split_list(values: str | None) -> list[str] | None:
     return [v.strip() for v in values.split(",") if v.strip()] if values else None
 
 
+def parse_gpus(gpus: str | None) -> list[int] | None:
+    """`--gpus 0,1,3` as indices (None: all visible)."""
+    try:
+        return [int(g) for g in split_list(gpus)] if gpus else None
+    except ValueError:
+        raise GlueBenchError(f"--gpus {gpus!r}: give GPU indices, e.g. 0,1,3") from None
+
+
 def _render_factory():
     from rich.live import Live
 
@@ -64,15 +72,12 @@ def run_local(jobs_dir: Path, *, gpus: str | None, dry_run: bool, **options) -> 
     """Run a planned sweep with the local executor, printing its events; the exit code."""
     from glue_bench.executors.local import build_executor
 
-    try:
-        gpu_list = [int(g) for g in split_list(gpus)] if gpus else None
-    except ValueError:
-        raise GlueBenchError(f"--gpus {gpus!r}: give GPU indices, e.g. 0,1,3") from None
-    ex = build_executor(jobs_dir, gpus=gpu_list, on_event=lambda kind, msg: say(msg), **options)
+    ex = build_executor(jobs_dir, gpus=parse_gpus(gpus), on_event=lambda kind, msg: say(msg), **options)
     if ex.note:
         say(ex.note)
     if dry_run:
-        pending = ex.order if options.get("force") else [j for j in ex.pending() if not ex.job(j).is_done()]
+        ex.scan_done()
+        pending = ex.order if options.get("force") else ex.pending()
         where = ", ".join(s.name for s in ex.slots)
         selected = f" (--only: {len(ex.order)} of the sweep's {len(ex.manifest.jobs)})" \
             if len(ex.order) != len(ex.manifest.jobs) else ""

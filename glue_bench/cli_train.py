@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from glue_bench.spec import FIELD_TYPES, FIELDS, field_docs, field_kind, meta
+from glue_bench.spec import FIELD_KINDS, FIELD_TYPES, FIELDS, field_docs, meta
 
 # Options of the command that are not spec fields.
 EXTRA = {
@@ -35,7 +35,7 @@ def spec_options() -> dict[str, tuple]:
     docs = field_docs()
     options = {}
     for name, f in FIELDS.items():
-        kind = field_kind(name)
+        kind = FIELD_KINDS[name]
         if not meta(f, "cli") or kind is None:
             continue
         flag = "--" + (meta(f, "flag") or name.replace("_", "-"))

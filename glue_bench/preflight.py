@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from glue_bench.errors import GlueBenchError
-from glue_bench.model_source import PACKAGED_MODELS, is_model_path, resolve_model
+from glue_bench.model_source import is_model_path, resolve_model
 from glue_bench.spec import JobSpec
 from glue_bench.tasks import TASKS
 
@@ -24,10 +24,7 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 def check_model(model: str) -> None:
     """A model folder must exist, hold a readable config.json and be a supported encoder; anything else
     must at least look like a hub id (`name` or `namespace/name`)."""
-    if model in PACKAGED_MODELS:
-        model = resolve_model(model)
-        if model in PACKAGED_MODELS:
-            return  # not installed: the hub id is loaded from the hub
+    model = resolve_model(model)  # a packaged hub id: its installed folder (else the hub id itself)
     if not is_model_path(model):
         if not HUB_ID.match(model) or "--" in model or ".." in model:
             raise GlueBenchError(f"model {model!r}: neither a model folder nor a hub id (namespace/name)")

@@ -14,9 +14,8 @@ from glue_bench.collect import JobRecord, collect
 from glue_bench.errors import GlueBenchError
 from glue_bench.report import Row, build_rows, choose_for_submission, missing_jobs, report_data
 from glue_bench.results import atomic_write_json, read_json
+from glue_bench.spec import WANDB_MODES
 from glue_bench.tasks import GLUE_TASKS, TASKS
-
-WANDB_MODES = ("auto", "online", "offline", "disabled")
 
 
 @dataclass

@@ -116,14 +116,14 @@ class JobSpec:
         def bad(name: str, why: str) -> GlueBenchError:
             return SpecFieldError(name, getattr(self, name), why)
 
-        for f in dataclasses.fields(self):
-            kind, value = FIELD_TYPES[f.name], getattr(self, f.name)
+        for name, kind in FIELD_KINDS.items():
+            value = getattr(self, name)
             if kind is bool and not isinstance(value, bool):
-                raise bad(f.name, "must be true or false")
-            if kind in (int, int | None) and isinstance(value, bool):
-                raise bad(f.name, "must be an integer, not a boolean")
-            if kind in (str, str | None) and value is not None and not isinstance(value, str):
-                raise bad(f.name, "must be a string")
+                raise bad(name, "must be true or false")
+            if kind is int and isinstance(value, bool):
+                raise bad(name, "must be an integer, not a boolean")
+            if kind is str and value is not None and not isinstance(value, str):
+                raise bad(name, "must be a string")
         if self.task not in TASKS or self.task == "ax":
             raise bad("task", f"choose one of {', '.join(t for t in TASKS if t != 'ax')}")
         if not self.model:
@@ -274,6 +274,10 @@ def field_kind(name: str) -> type | None:
     if args and typing.get_origin(kind) is not tuple:
         kind = args[0]
     return kind if kind in (bool, int, float, str) else None
+
+
+FIELD_KINDS: dict[str, type | None] = {name: field_kind(name) for name in FIELDS}
+"""Field -> its scalar type (see `field_kind`), worked out once: every spec checks its values against it."""
 
 
 def field_docs() -> dict[str, str]:

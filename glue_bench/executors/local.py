@@ -26,7 +26,7 @@ from glue_bench.executors import claims
 from glue_bench.launch import EXIT_INTERRUPTED, free_port, torchrun_command
 from glue_bench.plan import load_job, load_manifest
 from glue_bench.results import JobDir
-from glue_bench.spec import JobSpec
+from glue_bench.spec import WANDB_MODES, JobSpec
 
 
 @dataclass
@@ -358,8 +358,8 @@ def build_executor(jobs_dir: Path, *, gpus: list[int] | None = None, gpus_per_jo
         raise GlueBenchError(f"--procs-per-job {procs_per_job}: must be at least 1")
     if gpus_per_job is not None and gpus_per_job < 0:
         raise GlueBenchError(f"--gpus-per-job {gpus_per_job}: must be 0 (CPU) or more")
-    if wandb is not None and wandb not in ("auto", "online", "offline", "disabled"):
-        raise GlueBenchError(f"--wandb {wandb!r}: choose auto, online, offline or disabled")
+    if wandb is not None and wandb not in WANDB_MODES:
+        raise GlueBenchError(f"--wandb {wandb!r}: choose {', '.join(WANDB_MODES)}")
     manifest = load_manifest(jobs_dir)
     per_job, note = resolve_gpus_per_job(manifest.gpus_per_job if gpus_per_job is None else gpus_per_job, gpus)
     procs = procs_per_job or manifest.procs_per_job
