@@ -77,12 +77,13 @@ def initialize_engine(model, spec: JobSpec, run: Run, ds_config: dict, warmup_st
 
 
 def optimizer_groups(model, weight_decay: float) -> list[dict]:
-    """AdamW groups: weight decay on weight matrices, none on biases and LayerNorm parameters."""
+    """AdamW groups: weight decay on weight matrices, none on biases, LayerNorm parameters and (IA)³'s
+    scales (they start at one: decay would pull them to zero, not to the pretrained model)."""
     no_decay = {id(p) for m in model.modules() if isinstance(m, torch.nn.LayerNorm) for p in m.parameters()}
     decay, plain = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (plain if name.endswith(".bias") or id(p) in no_decay else decay).append(p)
+            (plain if name.endswith(".bias") or ".ia3_l." in name or id(p) in no_decay else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
 
 

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from glue_bench.errors import GlueBenchError, SpecFieldError
+from glue_bench.method_config import FAMILIES, METHOD_PARAMS, METHODS, id_part
 from glue_bench.model_source import model_identity
 from glue_bench.tasks import TASKS
 
-METHODS = ("full", "houlsby", "layernorm_head")
 NON_LINEARITIES = ("gelu", "relu", "swish", "tanh")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -49,16 +49,29 @@ class JobSpec:
     """GLUE task (`cola`, `sst2`, `mrpc`, `stsb`, `qqp`, `mnli`, `qnli`, `rte`, `wnli`)."""
     model: str = _field(grid=False)
     """Hub id (`bert-base-uncased`) or a local model folder."""
-    method: Literal["full", "houlsby", "layernorm_head"] = _field("full", grid=False)
-    """`full` fine-tuning, `houlsby` adapters, or `layernorm_head` (only LayerNorms and the head train)."""
+    method: Literal["full", "houlsby", "pfeiffer", "lora", "bitfit", "ia3", "layernorm_head"] = _field(
+        "full", grid=False)
+    """`full`, `houlsby`, `pfeiffer`, `lora`, `bitfit`, `ia3` or `layernorm_head` (see docs/methods.md)."""
     data: str = _field("auto", in_id=False, grid=False, flag="data-dir")
     """`auto` (GLUE_DATA_DIR if set, else the hub), `hub`, or a classic glue_data folder."""
     bottleneck: int | None = None
-    """Houlsby adapter size m (exact; required for `houlsby`)."""
+    """Adapter size m (exact; required for `houlsby` and `pfeiffer`)."""
     non_linearity: Literal["gelu", "relu", "swish", "tanh"] = "gelu"
     """Adapter non-linearity."""
     adapter_init_std: float = 1e-3
     """Std of the adapters' normal init (the original code's 1e-3; the paper text says 1e-2)."""
+    rank: int | None = None
+    """LoRA rank r (required for `lora`)."""
+    alpha: float | None = None
+    """LoRA alpha: the update is scaled by alpha / r (None: alpha = r)."""
+    lora_dropout: float = 0.0
+    """Dropout on the LoRA branch's input."""
+    target_modules: str | None = None
+    """Projections `lora` / `ia3` adapt: a preset (qv, qkv, attention, all) or comma-separated module names
+    relative to a layer (`query,value`, `output.dense`); None: lora qv, ia3 key,value,output.dense."""
+    train_pooler: bool = False
+    """Train BERT's pooler too (methods that freeze the encoder; for checkpoints whose pooler was never
+    trained, such as all-MiniLM-L6-v2)."""
     learning_rate: float = 2e-5
     """Peak learning rate of AdamW."""
     batch_size: int = 32
@@ -130,11 +143,24 @@ class JobSpec:
             raise bad("model", "give a hub id or a model folder")
         if self.method not in METHODS:
             raise bad("method", f"choose one of {', '.join(METHODS)}")
-        if self.method == "houlsby":
-            if not isinstance(self.bottleneck, int) or self.bottleneck < 1:
-                raise bad("bottleneck", "houlsby needs a positive integer bottleneck size")
-        elif self.bottleneck is not None:
-            raise bad("bottleneck", f"only houlsby has a bottleneck, not {self.method}")
+        family = FAMILIES[self.method]
+        for name in METHOD_PARAMS:
+            if name not in family.params and getattr(self, name) != FIELDS[name].default:
+                takes = ", ".join(f.name for f in FAMILIES.values() if name in f.params)
+                raise bad(name, f"{name} does not apply to {self.method} (it is a parameter of {takes})")
+        for name in family.required:
+            if getattr(self, name) is None:
+                raise bad(name, f"{self.method} needs {name}")
+        for name in ("bottleneck", "rank"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise bad(name, "must be a positive integer")
+        if self.alpha is not None and (not isinstance(self.alpha, int | float) or not self.alpha > 0):
+            raise bad("alpha", "must be a positive number")
+        if not isinstance(self.lora_dropout, int | float) or not 0 <= self.lora_dropout < 1:
+            raise bad("lora_dropout", "must be in [0, 1)")
+        if self.target_modules is not None and not self.target_modules.strip(" ,"):
+            raise bad("target_modules", "give a preset (qv, qkv, attention, all) or comma-separated module names")
         if self.non_linearity not in NON_LINEARITIES:
             raise bad("non_linearity", f"choose one of {', '.join(NON_LINEARITIES)}")
         if self.wandb not in WANDB_MODES:
@@ -177,9 +203,7 @@ class JobSpec:
     @property
     def job_id(self) -> str:
         """Readable prefix + hash of what determines the result (`rte-houlsby-m64-lr3e-4-e20-s1-3fa2c1d0`)."""
-        parts = [self.task, self.method]
-        if self.bottleneck is not None:
-            parts.append(f"m{self.bottleneck}")
+        parts = [self.task, id_part(self)]
         parts += [f"lr{format_lr(self.learning_rate)}", f"e{self.epochs}", f"s{self.seed}"]
         return "-".join(parts) + "-" + self.content_hash()[:8]
 

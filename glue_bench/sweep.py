@@ -15,14 +15,14 @@ from typing import Any
 import yaml
 
 from glue_bench.errors import GlueBenchError, SpecFieldError
+from glue_bench.method_config import FAMILIES, METHOD_PARAMS, METHODS
 from glue_bench.model_source import is_model_path
-from glue_bench.spec import GRID_FIELDS, METHODS, JobSpec, field_kind
+from glue_bench.spec import GRID_FIELDS, JobSpec, field_kind
 from glue_bench.tasks import GLUE_TASKS, TASKS, get_task
 
 # Sweep keys that become job spec fields (sweep key -> spec field), from the spec's field metadata.
 GRID_KEYS = GRID_FIELDS
 FLOAT_FIELDS = {name for name in set(GRID_KEYS.values()) if field_kind(name) is float}
-BOTTLENECK_METHODS = ("houlsby",)
 # Keys that say where or how jobs run (one value for the whole sweep).
 RUN_KEYS = {"gpus_per_job", "procs_per_job", "wandb"}
 TOP_KEYS = {"name", "model", "data", "tasks", "methods", "task_overrides", "tags", *GRID_KEYS, *RUN_KEYS}
@@ -148,9 +148,9 @@ def parse_sweep(data: Any, source: str | None = None, base: Path | None = None) 
         if method not in METHODS:
             raise _bad("methods", method, f"choose from {', '.join(METHODS)}")
         method_grids[method] = _check_grid(f"methods.{method}.", grid)
-        if "bottleneck" in method_grids[method] and method not in BOTTLENECK_METHODS:
-            raise _bad(f"methods.{method}.bottleneck", grid["bottleneck"],
-                       f"only {', '.join(BOTTLENECK_METHODS)} has a bottleneck, not {method}")
+        for key in method_grids[method]:
+            if key in METHOD_PARAMS and key not in FAMILIES[method].params:
+                raise _bad(f"methods.{method}.{key}", grid[key], _not_a_parameter(key, method))
     overrides = data.get("task_overrides") or {}
     if not isinstance(overrides, dict):
         raise _bad("task_overrides", overrides, "a mapping of task -> grid keys")
@@ -179,6 +179,11 @@ def parse_sweep(data: Any, source: str | None = None, base: Path | None = None) 
             wandb = {**wandb, "tags": tuple(_as_list("wandb.tags", value))}
     tags = data.get("tags") or []
     top = _check_grid("", {k: v for k, v in data.items() if k in GRID_KEYS})
+    # a method parameter outside a method section is for the sweep's methods that have it: refuse it if none has
+    for where, grid in (("", top), *((f"task_overrides.{t}.", g) for t, g in task_grids.items())):
+        for key in grid:
+            if key in METHOD_PARAMS and not any(key in FAMILIES[m].params for m in method_grids):
+                raise _bad(where + key, grid[key], _not_a_parameter(key, ", ".join(method_grids)))
     return Sweep(name=name, model=_absolute_if_path(model, base), data=data_source, tasks=task_names,
                  methods=method_grids, grid=top, task_overrides=task_grids, gpus_per_job=gpus,
                  procs_per_job=procs, wandb=wandb, tags=tuple(_as_list("tags", tags)) if tags else (),
@@ -204,8 +209,9 @@ def expand_sweep(sweep: Sweep) -> list[JobSpec]:
     for task in sweep.tasks:
         for method, method_grid in sweep.methods.items():
             grid = {**sweep.grid, **method_grid, **sweep.task_overrides.get(task, {})}
-            if method not in BOTTLENECK_METHODS:  # a top-level bottleneck is for the methods that have one
-                grid.pop("bottleneck", None)
+            for name in METHOD_PARAMS:  # a top-level method parameter is for the methods that have it
+                if name not in FAMILIES[method].params and name not in method_grid:
+                    grid.pop(name, None)
             keys = sorted(grid)
             for values in itertools.product(*(grid[k] for k in keys)):
                 fields = dict(zip(keys, values, strict=True))
@@ -220,6 +226,11 @@ def expand_sweep(sweep: Sweep) -> list[JobSpec]:
                     raise _bad(_key_of(sweep, task, method, e.field), e.value, e.why) from None
                 jobs.setdefault(spec.job_id, spec)
     return list(jobs.values())
+
+
+def _not_a_parameter(name: str, methods: str) -> str:
+    takes = ", ".join(f.name for f in FAMILIES.values() if name in f.params)
+    return f"{name} is not a parameter of {methods}; it applies to {takes}"
 
 
 def planned_gpus(gpus_per_job: int | str) -> int:

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -164,10 +165,12 @@ def setup(spec: JobSpec, output_dir: Path, cache_dir: Path | None = None) -> Job
 def resume(job: Job) -> None:
     """Continue from the `last` checkpoint (weights, optimizer, schedule, RNG, position, best so far)."""
     last = ckpt.latest_checkpoint(job.out.checkpoints_dir, "last")
+    # where each rank runs: the history shows every start of the job by host and pid
+    ranks = job.run.gather({"host": socket.gethostname(), "pid": os.getpid()})
     if last is None:
         job.history.write({"event": "start", "step": 0, "world_size": job.run.world, "precision": job.precision,
                            "zero_stage": job.ds_config["zero_optimization"]["stage"],
-                           "fast_dropout": job.fast_dropout})
+                           "fast_dropout": job.fast_dropout, "ranks": ranks})
         return
     tensors, opt_state, state = ckpt.read_checkpoint(last)
     ckpt.load_trainable_state(job.module, tensors)
@@ -181,7 +184,8 @@ def resume(job: Job) -> None:
     if best_ckpt is not None:
         job.best_tensors = ckpt.read_checkpoint(best_ckpt)[0]
     log.info("resumed from %s at epoch %d, step %d", last.name, job.epoch, job.global_step)
-    job.history.write({"event": "resume", "step": job.global_step, "epoch": job.epoch, "checkpoint": last.name})
+    job.history.write({"event": "resume", "step": job.global_step, "epoch": job.epoch, "checkpoint": last.name,
+                       "ranks": ranks})
 
 
 def save_last(job: Job) -> None:
@@ -318,6 +322,11 @@ def save_weights(job: Job) -> None:
     tmp = job.out / ".adapter.safetensors.tmp"
     save_file(job.best_tensors, str(tmp), metadata={"job_id": job.spec.job_id, "method": job.spec.method})
     os.replace(tmp, job.out / "adapter.safetensors")
+    peft_config = getattr(job.module, "peft_folder_config", None)
+    if peft_config is not None:  # lora, ia3: also peft's own folder, for `PeftModel.from_pretrained`
+        from glue_bench.methods.targets import write_peft_folder
+
+        write_peft_folder(peft_config, job.out / "peft", job.best_tensors)
 
 
 def main(spec: JobSpec, output_dir: Path, cache_dir: Path | None = None) -> dict:

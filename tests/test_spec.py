@@ -53,7 +53,7 @@ def test_json_round_trip_and_unknown_fields(tmp_path):
 
 
 @pytest.mark.parametrize(("change", "field"), [
-    ({"task": "squad"}, "task"), ({"method": "lora"}, "method"), ({"bottleneck": 0}, "bottleneck"),
+    ({"task": "squad"}, "task"), ({"method": "prefix"}, "method"), ({"bottleneck": 0}, "bottleneck"),
     ({"method": "full"}, "bottleneck"), ({"learning_rate": -1.0}, "learning_rate"),
     ({"zero_stage": 3}, "zero_stage"), ({"precision": "fp8"}, "precision"), ({"warmup_ratio": 1.5}, "warmup_ratio"),
     ({"non_linearity": "sigmoid"}, "non_linearity"), ({"max_train_samples": 0}, "max_train_samples"),

@@ -49,7 +49,7 @@ def test_shipped_sweep_files_load_and_expand():
 @pytest.mark.parametrize(("change", "message"), [
     ({"epochs": "many"}, "sweep key epochs: bad value 'many'"),
     ({"tasks": ["rte", "squad"]}, "sweep key tasks: bad value"),
-    ({"methods": {"lora": {}}}, "sweep key methods: bad value 'lora'"),
+    ({"methods": {"prefix": {}}}, "sweep key methods: bad value 'prefix'"),
     ({"methods": {"houlsby": {"bottlenek": 8}}}, "sweep key methods.houlsby.bottlenek: unknown key"),
     ({"learning_rate": "fast"}, "sweep key learning_rate: bad value 'fast'"),
     ({"colour": "red"}, "sweep key colour: unknown key"),

@@ -61,3 +61,23 @@ def train_only(model, params: Iterator[nn.Parameter]) -> None:
     chosen = {id(p) for p in params}
     for p in model.parameters():
         p.requires_grad_(id(p) in chosen)
+
+
+def pooler_parameters(model) -> list[nn.Parameter]:
+    """BERT's pooler (dense + tanh over the first token); an error for encoders without one."""
+    pooler = getattr(model.base_model, "pooler", None)
+    if pooler is None:
+        raise GlueBenchError(f"train_pooler: {architecture_name(model)} has no pooler (its classification head "
+                             "has a dense layer of its own, which trains with the head)")
+    return list(pooler.parameters())
+
+
+def extra_parameters(model, spec) -> list[nn.Parameter]:
+    """What a method trains on top of its own parameters because of the spec: the pooler with `train_pooler`."""
+    return pooler_parameters(model) if spec.train_pooler else []
+
+
+def head_module_names(model) -> list[str]:
+    """Top-level modules of the task head (`classifier`): what a peft folder saves beside the adapters."""
+    return [name for name, module in model.named_children()
+            if name != model.base_model_prefix and any(True for _ in module.parameters())]

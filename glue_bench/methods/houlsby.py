@@ -4,7 +4,8 @@ Two adapters per layer, on the attention output and the feed-forward output, eac
 block's output projection and dropout and before its residual add and LayerNorm. An adapter projects
 d -> m, applies a non-linearity, projects m -> d and adds its input back (skip connection); both
 projections start from a small normal init and zero biases, so a new adapter is close to the identity.
-Trained: the adapters, every LayerNorm and the task head; BERT's pooler stays frozen as in the original.
+Trained: the adapters, every LayerNorm and the task head; BERT's pooler stays frozen as in the original
+(`train_pooler` trains it too).
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ import itertools
 import torch
 from torch import nn
 
-from glue_bench.methods.common import head_parameters, layernorm_parameters, output_blocks, train_only
+from glue_bench.methods.common import (
+    extra_parameters,
+    head_parameters,
+    layernorm_parameters,
+    output_blocks,
+    train_only,
+)
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "swish": nn.SiLU, "tanh": nn.Tanh}
 
@@ -57,4 +64,5 @@ def prepare(model, spec) -> None:
         adapter = Adapter(block.dense.out_features, spec.bottleneck, spec.non_linearity, spec.adapter_init_std)
         block.dropout = DropoutThenAdapter(block.dropout, adapter.to(block.dense.weight.device))
     adapter_params = itertools.chain.from_iterable(a.parameters() for a in adapters(model))
-    train_only(model, itertools.chain(adapter_params, layernorm_parameters(model), head_parameters(model)))
+    train_only(model, itertools.chain(adapter_params, layernorm_parameters(model), head_parameters(model),
+                                      extra_parameters(model, spec)))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import itertools
 
-from glue_bench.methods.common import head_parameters, layernorm_parameters, train_only
+from glue_bench.methods.common import extra_parameters, head_parameters, layernorm_parameters, train_only
 
 
 def prepare(model, spec) -> None:
-    train_only(model, itertools.chain(layernorm_parameters(model), head_parameters(model)))
+    train_only(model, itertools.chain(layernorm_parameters(model), head_parameters(model),
+                                      extra_parameters(model, spec)))
