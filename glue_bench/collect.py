@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from glue_bench.errors import GlueBenchError
+from glue_bench.method_config import MethodConfig
 from glue_bench.results import JobDir, metrics_complete
 from glue_bench.spec import JobSpec
 
@@ -21,9 +22,9 @@ class JobRecord:
     task: str
     """GLUE task."""
     method: str
-    """full, houlsby or layernorm_head."""
+    """The method family (`full`, `houlsby`, `lora`, ...)."""
     bottleneck: int | None
-    """Houlsby adapter size."""
+    """Adapter size (houlsby, pfeiffer)."""
     learning_rate: float
     """Peak learning rate."""
     epochs: int
@@ -48,11 +49,27 @@ class JobRecord:
     """Train label counts (or mean/std for STS-B)."""
     error: str | None = None
     """One-line error of a failed job."""
+    method_config: MethodConfig | None = None
+    """The family and its structural parameters (None: built from `method` and `bottleneck`)."""
+    head: int | None = None
+    """Parameters of the task head (outside the base encoder), counted before the method."""
+
+    def __post_init__(self) -> None:
+        if self.method_config is None:
+            params = (("bottleneck", self.bottleneck),) if self.bottleneck is not None else ()
+            object.__setattr__(self, "method_config", MethodConfig(self.method, params))
 
     @property
     def config(self) -> str:
-        """Row label of the method configuration: `full`, `houlsby m=64`, ..."""
-        return f"houlsby m={self.bottleneck}" if self.method == "houlsby" else self.method
+        """Row label of the method configuration: `full`, `houlsby m=64`, `lora r=8 a=16`, ..."""
+        return self.method_config.label
+
+    @property
+    def budget_parameters(self) -> int | None:
+        """Trainable parameters without the task head (every method trains a head): what budgets compare."""
+        if self.trainable is None:
+            return None
+        return self.trainable - (self.head or 0)
 
 
 def collect(results_dir: Path, unreadable: dict[str, str] | None = None) -> list[JobRecord]:
@@ -84,7 +101,7 @@ def _record(job: JobDir, spec: JobSpec) -> JobRecord:
     common = {
         "job_id": job.name, "path": job.path, "task": spec.task, "method": spec.method,
         "bottleneck": spec.bottleneck, "learning_rate": spec.learning_rate, "epochs": spec.epochs,
-        "seed": spec.seed, "setting": spec.setting_key, "done": done,
+        "seed": spec.seed, "setting": spec.setting_key, "done": done, "method_config": MethodConfig.of(spec),
     }
     if not done or metrics is None:
         error = job.error_summary()
@@ -92,8 +109,11 @@ def _record(job: JobDir, spec: JobSpec) -> JobRecord:
             error = "metrics.json is corrupt or incomplete (glue-bench status --verify; rerun the job with --force)"
         return JobRecord(**common, error=error)
     params = metrics.get("parameters", {})
+    head = params.get("head")
+    if head is None and spec.method == "full" and params.get("trainable") and params.get("base_model"):
+        head = params["trainable"] - params["base_model"]  # results written before the head was recorded
     return JobRecord(**common, dev=metrics["dev"], task_score=metrics["task_score"],
-                     trainable=params.get("trainable"), base_model=params.get("base_model"),
+                     trainable=params.get("trainable"), base_model=params.get("base_model"), head=head,
                      predictions=metrics["predictions"],
                      train_label_distribution=metrics.get("train_label_distribution", {}))
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from glue_bench import tracking
+from glue_bench.method_config import MethodConfig
 from glue_bench.provenance import library_versions
 from glue_bench.results import atomic_write_text
 from glue_bench.spec import JobSpec
@@ -41,7 +42,7 @@ def start_tracker(spec: JobSpec, output_dir: Path, precision: str) -> tracking.T
         import uuid
 
         run_id = uuid.uuid4().hex[:12]
-    tags = [spec.method, spec.task, *([f"m={spec.bottleneck}"] if spec.bottleneck else []), *spec.tags]
+    tags = [spec.method, spec.task, *MethodConfig.of(spec).tags, *spec.tags]
     config = {**spec.to_dict(), "job_id": spec.job_id, "precision_resolved": precision,
               "versions": library_versions(), "hardware": tracking.hardware()}
     tracker = tracking.start(spec.wandb, project=spec.wandb_project, entity=spec.wandb_entity,

@@ -142,6 +142,11 @@ class MethodConfig:
         return parts
 
     @property
+    def tags(self) -> list[str]:
+        """wandb tags of the structural parameters: `m=64`, `r=8`, `a=16`, `t=query,key`, `pooler`."""
+        return [part.lstrip("+") for part in self._parts()]
+
+    @property
     def size_group(self) -> tuple[str, tuple] | None:
         """What stays fixed when the report picks the best size per task: everything but the size (and
         LoRA's alpha, which is usually scaled with the rank). None for a family without a size."""

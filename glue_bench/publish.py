@@ -91,32 +91,50 @@ class SubmissionRefused(GlueBenchError):
 
 def write_submission(results_dir: Path, out: Path, select: str = "best-dev", method: str | None = None,
                      bottleneck: int | None = None, learning_rate: float | None = None, wnli: str = "model",
-                     allow_partial: bool = False, data_dir: Path | None = None) -> Submission:
-    """Choose a job per task, build and validate the 11 files, then write the zip and its choice file
-    (`out` with .json). Nothing is written when a check fails."""
+                     allow_partial: bool = False, data_dir: Path | None = None,
+                     params: dict | None = None) -> Submission:
+    """Write the leaderboard zip from the chosen jobs' test predictions, validated before it is written.
+
+    `method` (+ `bottleneck` or `params`: rank, alpha, target_modules, train_pooler) submits one configuration
+    instead of the best on dev; it must name exactly one configuration of the sweep's done jobs."""
+    from glue_bench.method_config import FAMILIES, STRUCTURAL, MethodConfig
+    from glue_bench.report import matching_configs
     from glue_bench.submission import build_members, validate_members, write_zip
 
     if select != "best-dev" and method is None:
-        raise GlueBenchError(f"--select {select!r}: use best-dev, or --method (and --bottleneck) for one configuration")
-    if method == "houlsby" and bottleneck is None:
-        raise GlueBenchError("--method houlsby needs --bottleneck")
+        raise GlueBenchError(f"--select {select!r}: use best-dev, or --method (and its parameters) for one "
+                             "configuration")
+    if method is not None and method not in FAMILIES:
+        raise GlueBenchError(f"--method {method!r}: choose one of {', '.join(FAMILIES)}")
     if wnli not in ("model", "majority"):
         raise GlueBenchError(f"--wnli {wnli!r}: use model or majority")
     if not Path(results_dir).is_dir():
         raise GlueBenchError(f"no results folder {results_dir}")
     records = collect(results_dir)
-    chosen = choose_for_submission(records, method, bottleneck, learning_rate)
-    if method is not None and not chosen:
-        have = sorted({r.config for r in records if r.done})
-        raise GlueBenchError(f"no done job of {method}" + (f" m={bottleneck}" if bottleneck else "")
-                             + f" in {results_dir}; it has {', '.join(have) or 'no done jobs'}")
+    config = None
+    if method is not None:
+        asked = {**(params or {}), "bottleneck": bottleneck}
+        configs = matching_configs(records, method, asked)
+        if not configs:
+            have = sorted({r.config for r in records if r.done})
+            wanted = MethodConfig(method, tuple((k, asked[k]) for k in STRUCTURAL if asked.get(k) not in (None, False)))
+            wanted = wanted.label
+            raise GlueBenchError(f"no done job of {wanted} in {results_dir}; "
+                                 f"it has {', '.join(have) or 'no done jobs'}")
+        if len(configs) > 1:
+            size = FAMILIES[method].size
+            raise GlueBenchError(f"--method {method} matches {len(configs)} configurations "
+                                 f"({', '.join(c.label for c in configs)}): say which"
+                                 + (f" with --{size}" if size else ""))
+        config = configs[0]
+    chosen = choose_for_submission(records, config, learning_rate)
     jobs, problems = {}, []
     for task in GLUE_TASKS:
         if task == "wnli" and wnli == "majority":
             continue
         sel = chosen.get(task)
         if sel is None:
-            problems.append(f"{TASKS[task].display}: no done job" + (f" for {method}" if method else ""))
+            problems.append(f"{TASKS[task].display}: no done job" + (f" for {config.label}" if config else ""))
             continue
         best = sel.best_seed
         lacking = [s for s in TASKS[task].test_splits if s not in best.predictions]

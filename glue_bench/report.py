@@ -1,8 +1,9 @@
 """Pure aggregation: job records -> the GLUE table (selection, mean +- std, scores, parameter cost).
 
-Selection follows Houlsby et al.: per task and method configuration (full, houlsby m=8, ...), the setting
-(learning rate, epochs, other hyperparameters) with the best mean dev task score over its seeds; ties go to
-more seeds, then the smaller learning rate, then fewer epochs. A cell is mean +- std (sample std, ddof=1; 0
+Selection follows Houlsby et al.: per task and method configuration (a family with its structural parameters:
+full, houlsby m=8, lora r=8 a=16, ...; see `method_config`), the setting (learning rate, epochs, other
+hyperparameters) with the best mean dev task score over its seeds; ties go to more seeds, then the smaller
+learning rate, then fewer epochs. A cell is mean +- std (sample std, ddof=1; 0
 for one seed) over the chosen setting's seeds, in percent.
 """
 
@@ -13,6 +14,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from glue_bench.collect import JobRecord, read_dev_labels
+from glue_bench.method_config import MethodConfig
 from glue_bench.tasks import GLUE_TASKS, TASKS
 
 # (column, task, split, metric)
@@ -33,7 +35,7 @@ COLUMNS: tuple[tuple[str, str, str, str], ...] = (
 )
 # Houlsby et al.'s "Total": the plain mean of these nine columns (WNLI left out).
 PAPER_TOTAL_COLUMNS = ("CoLA", "SST-2", "MRPC F1", "STS-B S", "QQP F1", "MNLI-m", "MNLI-mm", "QNLI", "RTE")
-BEST_M = "houlsby (best m per task)"
+BEST_M = "houlsby (best m per task)"  # MethodConfig.best_size_label of houlsby
 MAJORITY = "majority class"
 
 
@@ -57,6 +59,16 @@ class Selection:
     setting: str
     mean_score: float
     records: tuple[JobRecord, ...]
+    method: MethodConfig
+
+    @property
+    def budget_parameters(self) -> int | None:
+        """Trainable parameters without the head (see `JobRecord.budget_parameters`)."""
+        return self.records[0].budget_parameters
+
+    @property
+    def base_model(self) -> int | None:
+        return self.records[0].base_model
 
     @property
     def best_seed(self) -> JobRecord:
@@ -67,7 +79,8 @@ class Selection:
 @dataclass
 class Row:
     label: str
-    kind: str  # "method", "best-m" or "baseline"
+    kind: str  # "method", "best-size" or "baseline"
+    method: MethodConfig | None = None
     cells: dict[str, Cell] = field(default_factory=dict)
     task_scores: dict[str, float] = field(default_factory=dict)
     selections: dict[str, Selection] = field(default_factory=dict)
@@ -118,11 +131,11 @@ def select(records: list[JobRecord]) -> list[Selection]:
     best: dict[tuple[str, str], Selection] = {}
     for (task, config, lr, epochs, setting), group in groups.items():
         candidate = Selection(task, config, lr, epochs, setting, statistics.fmean(r.task_score for r in group),
-                              tuple(sorted(group, key=lambda r: r.seed)))
+                              tuple(sorted(group, key=lambda r: r.seed)), group[0].method_config)
         current = best.get((task, config))
         if current is None or _rank(candidate) > _rank(current):
             best[(task, config)] = candidate
-    return sorted(best.values(), key=lambda s: (GLUE_TASKS.index(s.task), s.config))
+    return sorted(best.values(), key=lambda s: (GLUE_TASKS.index(s.task), s.method.order))
 
 
 def _rank(s: Selection) -> tuple:
@@ -142,35 +155,35 @@ def _fill(row: Row, selection: Selection) -> None:
         row.trainable_percent[selection.task] = 100 * first.trainable / first.base_model
 
 
-def config_order(config: str) -> tuple:
-    if config == "full":
-        return (0, 0)
-    if config.startswith("houlsby m="):
-        return (1, int(config.split("=")[1]))
-    return (2, config)
-
-
 def build_rows(records: list[JobRecord]) -> list[Row]:
-    """The table's rows: each configuration, houlsby (best m per task), and the majority-class baseline."""
+    """The table's rows: each configuration (families in `FAMILIES` order, then by size), a "best size per
+    task" row for each family swept at several sizes (`houlsby (best m per task)`, `lora (best r per task)`),
+    and the majority-class baseline."""
     selections = select(records)
-    rows: dict[str, Row] = {}
+    rows: dict[MethodConfig, Row] = {}
     for s in selections:
-        rows.setdefault(s.config, Row(label=s.config, kind="method"))
-        _fill(rows[s.config], s)
-    ordered = [rows[c] for c in sorted(rows, key=config_order)]
-    houlsby = [s for s in selections if s.config.startswith("houlsby m=")]
-    if len({s.config for s in houlsby}) > 1:
-        best = Row(label=BEST_M, kind="best-m")
+        rows.setdefault(s.method, Row(label=s.config, kind="method", method=s.method))
+        _fill(rows[s.method], s)
+    ordered = [rows[c] for c in sorted(rows, key=lambda c: c.order)]
+    groups: dict[tuple, list[Selection]] = {}
+    for s in selections:
+        if s.method.size_group is not None:
+            groups.setdefault(s.method.size_group, []).append(s)
+    for group in sorted(groups.values(), key=lambda g: g[0].method.order):
+        if len({s.method.size for s in group}) < 2:
+            continue
+        best = Row(label=group[0].method.best_size_label, kind="best-size")
         for task in GLUE_TASKS:
-            options = [s for s in houlsby if s.task == task]
-            if options:
-                # the best configuration on dev; ties go to the smaller adapter
-                _fill(best, max(options, key=lambda s: (s.mean_score, -int(s.config.split("=")[1]))))
-        ordered.append(best)
+            options = [s for s in group if s.task == task]
+            if options:  # the best configuration on dev; ties go to the smaller size
+                _fill(best, max(options, key=lambda s: (s.mean_score, -s.method.size)))
+        at = max(i for i, row in enumerate(ordered) if row.method is not None
+                 and row.method.size_group == group[0].method.size_group)
+        ordered.insert(at + 1, best)
     baseline = majority_row(records)
     if baseline.task_scores:
         ordered.append(baseline)
-    full = rows.get("full")
+    full = rows.get(MethodConfig("full"))
     for row in ordered:
         if full is not None and row is not full:
             shared = [t for t in row.task_scores if t in full.task_scores]
@@ -225,6 +238,7 @@ def report_data(name: str, rows: list[Row], records: list[JobRecord], planned: l
         "rows": [{
             "label": row.label,
             "kind": row.kind,
+            "method": row.method.to_dict() if row.method else None,
             "cells": {c: {"mean": num(cell.mean), "std": num(cell.std), "n": cell.n} for c, cell in row.cells.items()},
             "task_scores": {t: num(v) for t, v in row.task_scores.items()},
             "glue_score": num(row.glue_score),
@@ -242,19 +256,29 @@ def report_data(name: str, rows: list[Row], records: list[JobRecord], planned: l
     }
 
 
-def choose_for_submission(records: list[JobRecord], method: str | None = None, bottleneck: int | None = None,
+def matching_configs(records: list[JobRecord], method: str, params: dict | None = None) -> list[MethodConfig]:
+    """The configurations of done jobs of family `method` whose structural parameters include `params`."""
+    params = {k: v for k, v in (params or {}).items() if v is not None}
+    found = {r.method_config for r in records if r.done and r.method == method}
+    return sorted((c for c in found if all(_same(c.get(k, False if k == "train_pooler" else None), v)
+                                           for k, v in params.items())), key=lambda c: c.order)
+
+
+def _same(a, b) -> bool:
+    return math.isclose(a, b) if isinstance(a, float) or isinstance(b, float) else a == b
+
+
+def choose_for_submission(records: list[JobRecord], method: MethodConfig | None = None,
                           learning_rate: float | None = None) -> dict[str, Selection]:
     """Per task, the selection to submit: the best configuration on dev (default) or the one asked for."""
     if learning_rate is not None:
         records = [r for r in records if math.isclose(r.learning_rate, learning_rate, rel_tol=1e-9)]
     selections = select(records)
     if method is not None:
-        config = f"houlsby m={bottleneck}" if method == "houlsby" else method
-        return {s.task: s for s in selections if s.config == config}
+        return {s.task: s for s in selections if s.method == method}
     chosen: dict[str, Selection] = {}
-    for s in selections:
+    for s in selections:  # ties: the family listed first (full before the parameter-efficient ones)
         current = chosen.get(s.task)
-        if current is None or (s.mean_score, -config_order(s.config)[0]) > \
-                (current.mean_score, -config_order(current.config)[0]):
+        if current is None or (s.mean_score, -s.method.order[0]) > (current.mean_score, -current.method.order[0]):
             chosen[s.task] = s
     return chosen

@@ -27,8 +27,10 @@ def test_submit_of_a_method_the_sweep_never_had_names_what_it_has_and_writes_not
     write_done_job(results, rte(), 0.6)
     out = tmp_path / "sub.zip"
     result = invoke("submit", str(results), "--method", "nosuch", "--allow-partial", "--out", str(out))
+    assert result.exit_code == 1 and "--method 'nosuch': choose one of full, houlsby" in result.output
+    result = invoke("submit", str(results), "--method", "pfeiffer", "--allow-partial", "--out", str(out))
     assert result.exit_code == 1
-    assert "no done job of nosuch" in result.output and "it has full" in result.output
+    assert "no done job of pfeiffer" in result.output and "it has full" in result.output
     result = invoke("submit", str(results), "--method", "houlsby", "--bottleneck", "8", "--allow-partial",
                     "--out", str(out))
     assert result.exit_code == 1 and "no done job of houlsby m=8" in result.output

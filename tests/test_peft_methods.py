@@ -119,7 +119,8 @@ def test_lora_target_presets_and_names():
     model = classifier("bert")
     apply_method(model, spec("lora", rank=2, target_modules="attention.output.dense,output.dense"))
     adapted = {n.rsplit(".lora_", 1)[0] for n, _ in model.named_parameters() if ".lora_A." in n}
-    assert adapted == {f"bert.encoder.layer.{i}.{m}" for i in (0, 1) for m in ("attention.output.dense", "output.dense")}
+    assert adapted == {f"bert.encoder.layer.{i}.{m}" for i in (0, 1)
+                       for m in ("attention.output.dense", "output.dense")}
     model = classifier("bert")
     counts = apply_method(model, spec("lora", rank=2, target_modules="all"))
     # per layer: q, k, v, attention output 4 x 2*(2*32) = 512; intermediate 2*32 + 64*2 = 192; output 192
