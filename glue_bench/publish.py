@@ -28,10 +28,22 @@ class Report:
     missing: list[str]
     files: list[Path]
     wandb_run: str | None = None
+    budgets: list = field(default_factory=list)
+    """`budgets.BudgetColumn`s of the equal-budget table."""
+    reference: tuple | None = None
+    """(`references.Reference`, its `Comparison`s) with `--reference`."""
 
 
-def write_report(results_dir: Path, out_dir: Path | None = None, wandb: str | None = None) -> Report:
-    """Collect `results_dir`, write report.{md,csv,tex,json} and plots, and log a wandb summary run."""
+def write_report(results_dir: Path, out_dir: Path | None = None, wandb: str | None = None,
+                 budgets: tuple[float, ...] | None = None, reference: str | None = None) -> Report:
+    """Collect `results_dir`, write report.{md,csv,tex,json} and plots, and log a wandb summary run.
+    `budgets`: percentages for the equal-budget table (default `budgets.DEFAULT_BUDGETS`); `reference`: the
+    name of a published table to put beside the rows."""
+    from glue_bench.budgets import DEFAULT_BUDGETS, budget_data, budget_table
+    from glue_bench.references import compare, get_reference
+    from glue_bench.report import select
+
+    published = get_reference(reference) if reference is not None else None
     results_dir = Path(results_dir)
     if wandb is not None and wandb not in WANDB_MODES:
         raise GlueBenchError(f"--wandb {wandb!r}: choose {', '.join(WANDB_MODES)}")
@@ -42,18 +54,27 @@ def write_report(results_dir: Path, out_dir: Path | None = None, wandb: str | No
     if not records:
         raise GlueBenchError(f"{results_dir} holds no job results yet")
     rows = build_rows(records)
+    columns = budget_table(select(records), budgets or DEFAULT_BUDGETS)
     data = report_data(results_dir.name, rows, records)
+    data["budgets"] = budget_data(columns)
+    compared = (published, compare(published, rows)) if published is not None else None
+    if compared is not None:
+        data["reference"] = {"name": published.name, "citation": published.citation, "split": published.split,
+                             "rows": [{"row": c.row.label, "published": c.published.label if c.published else None,
+                                       "published_scores": c.published.scores if c.published else {},
+                                       "differences": {k: round(v, 4) for k, v in c.differences.items()}}
+                                      for c in compared[1]]}
     gaps = missing_jobs(records)
     gaps["unreadable"] = [f"{name}: {why}" for name, why in unreadable.items()]
     missing = [f"{len(v)} {k}" + (f" ({'; '.join(v[:3])})" if k in ("failed", "unreadable") else "")
                for k, v in gaps.items() if v]
     out = Path(out_dir) if out_dir is not None else results_dir / "report"
     try:
-        files = render.write_all(data, rows, out, missing)
+        files = render.write_all(data, rows, out, missing, columns, compared)
     except OSError as e:
         raise GlueBenchError(f"cannot write the report to {out}: {e.strerror or e}") from None
     report = Report(f"{results_dir.name}: {data['jobs']['done']} of {len(records)} jobs done", rows, records,
-                    missing, files)
+                    missing, files, budgets=columns, reference=compared)
     if wandb is not None:
         report.wandb_run = log_report_run(results_dir, report, out / "report.json", wandb)
     return report
@@ -64,10 +85,13 @@ def log_report_run(results_dir: Path, report: Report, report_json: Path, mode: s
     from glue_bench import tracking
 
     spec = read_json(report.records[0].path / "spec.json") or {}
-    headers, body = render.table_rows(report.rows)
+    names, columns = render.budget_columns(report.budgets)
+    budget_table = (["task", *(c[0] for c in columns)],
+                    [[name, *(c[1][i].replace("\n", " ") for c in columns)] for i, name in enumerate(names)])
+    tables = {"glue_table": render.table_rows(report.rows), "budget_table": budget_table}
     return tracking.log_report(
         mode, project=spec.get("wandb_project", "glue-bench"), entity=spec.get("wandb_entity"),
-        sweep=results_dir.name, headers=headers, body=body, images=[f for f in report.files if f.suffix == ".png"],
+        sweep=results_dir.name, tables=tables, images=[f for f in report.files if f.suffix == ".png"],
         report_json=report_json, directory=results_dir)
 
 

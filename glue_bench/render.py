@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from glue_bench.budgets import BudgetColumn
+from glue_bench.references import Comparison, Reference
 from glue_bench.report import COLUMNS, Row
 from glue_bench.results import atomic_write_text
 from glue_bench.tasks import GLUE_TASKS, TASKS
@@ -62,11 +64,13 @@ NOTES = ("Dev-set scores in percent, mean±std over the seeds of the setting sel
          "full fine-tuning over the tasks both have.")
 
 
-def markdown(rows: list[Row], missing: list[str]) -> str:
-    headers, body = table_rows(rows)
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(r) + " |" for r in body]
-    text = "\n".join(lines) + "\n\n" + NOTES + "\n"
+def markdown(rows: list[Row], missing: list[str], budgets: list[BudgetColumn] | None = None,
+             reference: tuple[Reference, list[Comparison]] | None = None) -> str:
+    text = markdown_table(*table_rows(rows)) + "\n" + NOTES + "\n"
+    if budgets:
+        text += "\n## Equal budgets\n\n" + budget_markdown(budgets)
+    if reference:
+        text += "\n## Published numbers\n\n" + reference_markdown(*reference)
     if missing:
         text += "\nMissing: " + "; ".join(missing) + "\n"
     return text
@@ -100,94 +104,141 @@ def csv_text(rows: list[Row]) -> str:
     return pd.DataFrame(records).to_csv(index=False)
 
 
-def rich_table(rows: list[Row], title: str):
+def markdown_table(headers: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(r).replace("\n", " ") + " |" for r in body]) + "\n"
+
+
+# The terminal: one column per configuration (tasks and summaries as rows), split into several tables where
+# the columns do not fit the width, so nothing is cut to a letter in an 80-column terminal or a CI log.
+def transposed(rows: list[Row]) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """(row names, [(configuration, its values)]): the report with configurations as columns."""
+    names, getters = [], []
+    for column, *_ in COLUMNS:
+        if any(column in r.cells for r in rows):
+            names.append(column)
+            getters.append(lambda r, c=column: _cell_value(r.cells.get(c)))
+    summary = (("GLUE score", lambda r: _fmt(r.glue_score)), ("Total (Houlsby)", lambda r: _fmt(r.paper_total)),
+               ("trainable", lambda r: _params(r)[0]), ("% of base", lambda r: _params(r)[1]),
+               ("Δ vs full", lambda r: _fmt(r.delta_vs_full, signed=True)),
+               ("seeds", lambda r: str(max((c.n for c in r.cells.values()), default=0) or "-")))
+    for name, get in summary:
+        if any(get(r) not in ("-", "0") for r in rows):
+            names.append(name)
+            getters.append(get)
+    return names, [(r.label, [get(r) for get in getters]) for r in rows]
+
+
+def _cell_value(cell) -> str:
+    if cell is None:
+        return "-"
+    return f"{cell.mean:.1f}±{cell.std:.1f}" if cell.n > 1 else f"{cell.mean:.1f}"
+
+
+def _width(header: str, values: list[str]) -> int:
+    longest_word = max((len(w) for w in header.split()), default=0)
+    longest_value = max((len(line) for v in values for line in v.split("\n")), default=0)
+    return max(longest_word, longest_value, 1) + 3  # padding either side and a rule
+
+
+def fit(first: tuple[str, list[str]], columns: list[tuple[str, list[str]]], width: int) -> list[list[int]]:
+    """Chunks of column indices such that each table (first column + its chunk) fits `width`."""
+    base = _width(*first) + 1
+    chunks: list[list[int]] = [[]]
+    used = base
+    for i, (header, values) in enumerate(columns):
+        w = _width(header, values)
+        if chunks[-1] and used + w > width:
+            chunks.append([])
+            used = base
+        chunks[-1].append(i)
+        used += w
+    return [c for c in chunks if c]
+
+
+def rich_tables(title: str, first: tuple[str, list[str]], columns: list[tuple[str, list[str]]],
+                width: int) -> list:
+    """The columns as rich tables that fit `width` (the first column repeated in each)."""
     from rich.table import Table
 
-    headers, body = table_rows(rows)
-    table = Table(title=title, show_lines=False)
-    for h in headers:
-        table.add_column(h, justify="left" if h == "method" else "right")
-    for r in body:
-        table.add_row(*r)
-    return table
+    tables = []
+    chunks = fit(first, columns, width)
+    for n, chunk in enumerate(chunks):
+        suffix = f" ({n + 1}/{len(chunks)})" if len(chunks) > 1 else ""
+        table = Table(title=title + suffix if title else None, title_justify="left")
+        table.add_column(first[0], justify="left", no_wrap=True)
+        for i in chunk:
+            table.add_column(columns[i][0], justify="right", overflow="fold")
+        for r, name in enumerate(first[1]):
+            table.add_row(name, *(columns[i][1][r] for i in chunk))
+        tables.append(table)
+    return tables
 
 
-def plots(rows: list[Row], out_dir: Path) -> list[Path]:
-    """Dev score against trainable parameters (log scale) per task and on average; score against m."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    methods = [r for r in rows if r.kind == "method" and r.trainable]
-    if not methods:
-        return []
-    tasks = [t for t in GLUE_TASKS if any(t in r.task_scores for r in methods)]
-    paths = []
-
-    fig, axes = plt.subplots(1, len(tasks) + 1, figsize=(3.2 * (len(tasks) + 1), 3.2), squeeze=False)
-    families = {"full": [], "houlsby": [], "layernorm_head": []}
-    for r in methods:
-        families[r.label.split(" ")[0]].append(r)
-    for ax, task in zip(axes[0], [*tasks, "average"], strict=True):
-        for family, members in families.items():
-            points = []
-            for r in members:
-                keys = [t for t in tasks if t in r.task_scores] if task == "average" else [task]
-                if keys and all(k in r.task_scores and k in r.trainable for k in keys):
-                    x = sum(r.trainable[k] for k in keys) / len(keys)
-                    y = sum(r.task_scores[k] for k in keys) / len(keys)
-                    points.append((x, y, r.label))
-            if points:
-                points.sort()
-                style = "o-" if family == "houlsby" else "s" if family == "full" else "^"
-                ax.plot([p[0] for p in points], [p[1] for p in points], style, label=family)
-                if family == "houlsby":
-                    for x, y, label in points:
-                        ax.annotate(label.split(" ")[1], (x, y), fontsize=7, textcoords="offset points",
-                                    xytext=(3, 3))
-        ax.set_xscale("log")
-        ax.set_title(TASKS[task].display if task != "average" else f"average of {len(tasks)} tasks")
-        ax.set_xlabel("trainable parameters")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("dev task score")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(_save(fig, out_dir / "score_vs_parameters.png"))
-    plt.close(fig)
-
-    houlsby = sorted((r for r in methods if r.label.startswith("houlsby m=")), key=lambda r: int(r.label[10:]))
-    if houlsby:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        full = next((r for r in methods if r.label == "full"), None)
-        for task in tasks:
-            points = [(int(r.label[10:]), r.task_scores[task]) for r in houlsby if task in r.task_scores]
-            if points:
-                line = ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=TASKS[task].display)
-                if full is not None and task in full.task_scores:
-                    ax.axhline(full.task_scores[task], color=line[0].get_color(), ls=":", lw=1)
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("bottleneck size m")
-        ax.set_ylabel("dev task score (dotted: full fine-tuning)")
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        paths.append(_save(fig, out_dir / "score_vs_bottleneck.png"))
-        plt.close(fig)
-    return paths
+def report_tables(rows: list[Row], title: str, width: int) -> list:
+    names, columns = transposed(rows)
+    return rich_tables(title, ("", names), columns, width)
 
 
-def _save(fig, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(path)
-    return path
+# Equal budgets
+def budget_columns(columns: list[BudgetColumn]) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    tasks = [t for t in GLUE_TASKS if any(t in c.choices for c in columns)]
+    mean = f"mean of {len(tasks)} task" + ("" if len(tasks) == 1 else "s")
+    names = [TASKS[t].display for t in tasks] + ["GLUE score", mean]
+    out = []
+    for c in columns:
+        values = [f"{c.choices[t].score:.1f}\n{c.choices[t].config}" if t in c.choices else "-" for t in tasks]
+        out.append((f"≤ {c.budget:g}%", [*values, _fmt(c.glue_score), _fmt(c.mean)]))
+    return names, out
 
 
-def write_all(data: dict, rows: list[Row], out_dir: Path, missing: list[str]) -> list[Path]:
+BUDGET_NOTE = ("Per budget of trainable parameters (the task head not counted, % of the base model), per task the "
+               "configuration with the best selected dev score within it, and that score.")
+
+
+def budget_markdown(columns: list[BudgetColumn]) -> str:
+    names, cols = budget_columns(columns)
+    body = [[name, *(c[1][i] for c in cols)] for i, name in enumerate(names)]
+    return markdown_table(["task", *(c[0] for c in cols)], body) + "\n" + BUDGET_NOTE + "\n"
+
+
+# Published numbers
+def comparison_columns(reference: Reference, comparisons: list[Comparison]):
+    """(metric rows, columns): for each of your rows, yours, the published row and (dev only) the difference."""
+    names = [c for c, *_ in COLUMNS if any(c in comp.columns for comp in comparisons)]
+    out = []
+    for comp in comparisons:
+        out.append((comp.row.label, [_cell_value(comp.row.cells.get(c)) for c in names]))
+        if comp.published is None:
+            out.append(("(no published row)", ["-"] * len(names)))
+            continue
+        split = "" if reference.split == "dev" else f" ({reference.split})"
+        out.append((f"{comp.published.label}{split}",
+                    [f"{comp.published.scores[c]:g}" if c in comp.published.scores else "-" for c in names]))
+        if reference.split == "dev":
+            out.append(("Δ", [_fmt(comp.differences.get(c), signed=True) for c in names]))
+    return names, out
+
+
+def reference_heading(reference: Reference) -> str:
+    return (f"{reference.name}: {reference.citation}; {reference.model}, {reference.split} set. {reference.protocol}"
+            + ("" if reference.split == "dev" else " Your rows are dev scores: no difference is given."))
+
+
+def reference_markdown(reference: Reference, comparisons: list[Comparison]) -> str:
+    names, cols = comparison_columns(reference, comparisons)
+    body = [[name, *(c[1][i] for c in cols)] for i, name in enumerate(names)]
+    return reference_heading(reference) + "\n\n" + markdown_table(["metric", *(c[0] for c in cols)], body)
+
+
+def write_all(data: dict, rows: list[Row], out_dir: Path, missing: list[str],
+              budgets: list[BudgetColumn] | None = None,
+              reference: tuple[Reference, list[Comparison]] | None = None) -> list[Path]:
     """report.json, report.md, report.csv, report.tex and the plots into out_dir (atomically)."""
+    from glue_bench.plots import plots
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = {"report.json": json.dumps(data, indent=2) + "\n", "report.md": markdown(rows, missing),
+    files = {"report.json": json.dumps(data, indent=2) + "\n", "report.md": markdown(rows, missing, budgets, reference),
              "report.csv": csv_text(rows), "report.tex": latex(rows)}
     for name, text in files.items():
         atomic_write_text(out_dir / name, text)

@@ -81,6 +81,9 @@ class Row:
     label: str
     kind: str  # "method", "best-size" or "baseline"
     method: MethodConfig | None = None
+    """The configuration of a method row (None for best-size and baseline rows)."""
+    family: str | None = None
+    """The method family of a method or best-size row."""
     cells: dict[str, Cell] = field(default_factory=dict)
     task_scores: dict[str, float] = field(default_factory=dict)
     selections: dict[str, Selection] = field(default_factory=dict)
@@ -162,7 +165,7 @@ def build_rows(records: list[JobRecord]) -> list[Row]:
     selections = select(records)
     rows: dict[MethodConfig, Row] = {}
     for s in selections:
-        rows.setdefault(s.method, Row(label=s.config, kind="method", method=s.method))
+        rows.setdefault(s.method, Row(label=s.config, kind="method", method=s.method, family=s.method.family))
         _fill(rows[s.method], s)
     ordered = [rows[c] for c in sorted(rows, key=lambda c: c.order)]
     groups: dict[tuple, list[Selection]] = {}
@@ -172,7 +175,7 @@ def build_rows(records: list[JobRecord]) -> list[Row]:
     for group in sorted(groups.values(), key=lambda g: g[0].method.order):
         if len({s.method.size for s in group}) < 2:
             continue
-        best = Row(label=group[0].method.best_size_label, kind="best-size")
+        best = Row(label=group[0].method.best_size_label, kind="best-size", family=group[0].method.family)
         for task in GLUE_TASKS:
             options = [s for s in group if s.task == task]
             if options:  # the best configuration on dev; ties go to the smaller size

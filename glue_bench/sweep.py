@@ -24,7 +24,7 @@ from glue_bench.tasks import GLUE_TASKS, TASKS, get_task
 GRID_KEYS = GRID_FIELDS
 FLOAT_FIELDS = {name for name in set(GRID_KEYS.values()) if field_kind(name) is float}
 # Keys that say where or how jobs run (one value for the whole sweep).
-RUN_KEYS = {"gpus_per_job", "procs_per_job", "wandb"}
+RUN_KEYS = {"gpus_per_job", "procs_per_job", "jobs_per_gpu", "wandb"}
 TOP_KEYS = {"name", "model", "data", "tasks", "methods", "task_overrides", "tags", *GRID_KEYS, *RUN_KEYS}
 
 
@@ -51,6 +51,8 @@ class Sweep:
     are visible, else CPU slots), on Slurm one GPU per job; `run --gpus-per-job` overrides; not in job ids."""
     procs_per_job: int = 1
     """CPU processes per job when gpus_per_job is 0."""
+    jobs_per_gpu: int = 1
+    """Jobs sharing each GPU (or each group of gpus_per_job GPUs); `run --jobs-per-gpu` overrides."""
     wandb: dict[str, Any] = field(default_factory=dict)
     """Tracking section (project, entity, tags, mode)."""
     tags: tuple[str, ...] = ()
@@ -167,6 +169,9 @@ def parse_sweep(data: Any, source: str | None = None, base: Path | None = None) 
     procs = data.get("procs_per_job", 1)
     if not isinstance(procs, int) or isinstance(procs, bool) or procs < 1:
         raise _bad("procs_per_job", procs, "a positive integer")
+    jobs_per_gpu = data.get("jobs_per_gpu", 1)
+    if not isinstance(jobs_per_gpu, int) or isinstance(jobs_per_gpu, bool) or jobs_per_gpu < 1:
+        raise _bad("jobs_per_gpu", jobs_per_gpu, "a positive integer: jobs sharing each GPU")
     wandb = data.get("wandb") or {}
     if not isinstance(wandb, dict):
         raise _bad("wandb", wandb, "a mapping (project, entity, tags, mode)")
@@ -183,11 +188,12 @@ def parse_sweep(data: Any, source: str | None = None, base: Path | None = None) 
     for where, grid in (("", top), *((f"task_overrides.{t}.", g) for t, g in task_grids.items())):
         for key in grid:
             if key in METHOD_PARAMS and not any(key in FAMILIES[m].params for m in method_grids):
-                raise _bad(where + key, grid[key], _not_a_parameter(key, ", ".join(method_grids)))
+                value = grid[key][0] if len(grid[key]) == 1 else grid[key]
+                raise _bad(where + key, value, _not_a_parameter(key, ", ".join(method_grids)))
     return Sweep(name=name, model=_absolute_if_path(model, base), data=data_source, tasks=task_names,
                  methods=method_grids, grid=top, task_overrides=task_grids, gpus_per_job=gpus,
-                 procs_per_job=procs, wandb=wandb, tags=tuple(_as_list("tags", tags)) if tags else (),
-                 source=source)
+                 procs_per_job=procs, jobs_per_gpu=jobs_per_gpu, wandb=wandb,
+                 tags=tuple(_as_list("tags", tags)) if tags else (), source=source)
 
 
 def load_sweep(path: str | os.PathLike) -> Sweep:

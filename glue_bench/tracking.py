@@ -193,9 +193,11 @@ def hardware() -> dict[str, Any]:
     return info
 
 
-def log_report(mode: str, *, project: str, entity: str | None, sweep: str, headers: list[str],
-               body: list[list[str]], images: list[Path], report_json: Path, directory: Path) -> str | None:
-    """One summary run in the sweep's group: the GLUE table, the plots and report.json as an artifact.
+def log_report(mode: str, *, project: str, entity: str | None, sweep: str,
+               tables: dict[str, tuple[list[str], list[list[str]]]], images: list[Path], report_json: Path,
+               directory: Path) -> str | None:
+    """One summary run in the sweep's group: the tables (name -> headers, rows: the GLUE table and the
+    equal-budget table), the plots and report.json as an artifact.
 
     Each call logs a new run (replacing nothing). Returns the run id, or None when disabled or failed.
     """
@@ -210,7 +212,8 @@ def log_report(mode: str, *, project: str, entity: str | None, sweep: str, heade
     def log_all():
         import wandb
 
-        values: dict[str, Any] = {"glue_table": wandb.Table(columns=headers, data=body)}
+        values: dict[str, Any] = {name: wandb.Table(columns=headers, data=body)
+                                  for name, (headers, body) in tables.items()}
         for image in images:
             values[f"plots/{image.stem}"] = wandb.Image(str(image))
         tracker.run.log(values)

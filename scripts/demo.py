@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-FILES = ("report.md", "report.json", "score_vs_parameters.png", "score_vs_bottleneck.png")
+FILES = ("report.md", "report.json", "score_vs_parameters.png", "score_vs_size.png")
 
 
 def run_demo(data_dir: Path, slots: int, work: Path) -> float:
