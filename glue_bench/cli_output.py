@@ -126,7 +126,20 @@ def run_slurm(jobs_dir: Path, opts, only: list[str] | None, retries: int, wait: 
 def print_report(report, show_selection: bool) -> None:
     from glue_bench import render
 
-    console.print(render.rich_table(report.rows, report.title), width=max(console.width, 220))
+    width = console.width
+    for table in render.report_tables(report.rows, report.title, width):
+        console.print(table)
+    if report.budgets and any(c.choices for c in report.budgets):
+        names, columns = render.budget_columns(report.budgets)
+        for table in render.rich_tables("equal budgets (dev, best configuration within each)", ("task", names),
+                                        columns, width):
+            console.print(table)
+    if report.reference is not None:
+        reference, comparisons = report.reference
+        say(render.reference_heading(reference))
+        names, columns = render.comparison_columns(reference, comparisons)
+        for table in render.rich_tables(f"beside {reference.name}", ("metric", names), columns, width):
+            console.print(table)
     for row in report.rows:
         if row.kind == "method" and row.missing_tasks:
             say(f"{row.label}: no results for {', '.join(TASKS[t].display for t in row.missing_tasks)}")
