@@ -35,8 +35,13 @@ def run_demo(data_dir: Path, slots: int, work: Path) -> float:
 
 
 def demo_table(report_md: str) -> str:
-    """The report's table without the task columns the demo has no results for."""
-    lines = [line for line in report_md.splitlines() if line.startswith("|")]
+    """The report's first table (the GLUE table) without the task columns the demo has no results for."""
+    lines = []
+    for line in report_md.splitlines():
+        if line.startswith("|"):
+            lines.append(line)
+        elif lines:
+            break
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
     header, body = rows[0], rows[2:]
     always = ("method", "trainable params", "% of base", "Δ vs full")

@@ -53,7 +53,7 @@ def one_red_line(args: list[str]) -> str:
 
 
 def test_bad_input_is_one_line_and_exit_1(tmp_path):
-    assert "method='lora'" in one_red_line(["train", "--model", "m", "--task", "rte", "--method", "lora"])
+    assert "method='prefix'" in one_red_line(["train", "--model", "m", "--task", "rte", "--method", "prefix"])
     assert "unknown task 'squad'" in one_red_line(["train", "--model", "m", "--task", "squad"])
     assert "bottleneck" in one_red_line(["train", "--model", "m", "--task", "rte", "--method", "houlsby"])
     assert "no job spec at" in one_red_line(["train", "--spec", str(tmp_path / "nope.json")])
