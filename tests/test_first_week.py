@@ -98,7 +98,9 @@ def test_docs_describe_the_shipped_demo():
     root = Path(__file__).resolve().parents[1]
     demo = yaml.safe_load((root / "jobs" / "demo.yaml").read_text())
     sweeps_md = (root / "docs" / "sweeps.md").read_text()
-    assert "SST-2, MRPC and STS-B" in sweeps_md and demo["tasks"] == ["sst2", "mrpc", "stsb"]
+    readme = (root / "README.md").read_text()
+    assert demo["tasks"] == ["sst2", "stsb"] and "on SST-2 and STS-B" in readme
+    assert list(demo["methods"]) == ["full", "houlsby", "pfeiffer", "lora"] and "jobs/demo.yaml" in sweeps_md
     assert "`submission.json`)" not in (root / "docs" / "report.md").read_text()
     readme = (root / "README.md").read_text()
     # the demo's time and table are written by scripts/demo.py between markers, not typed

@@ -198,3 +198,15 @@ def test_method_config_labels_and_size_groups():
     assert MethodConfig.of(spec("bitfit")).size_group is None
     assert (MethodConfig.of(spec("lora", rank=4, alpha=8)).size_group
             == MethodConfig.of(spec("lora", rank=16, alpha=32)).size_group)
+
+
+def test_ia3_scales_get_no_weight_decay():
+    from glue_bench.engine import optimizer_groups
+
+    model = classifier("bert")
+    apply_method(model, spec("ia3"))
+    decay, plain = optimizer_groups(model, 0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all(".ia3_l." not in names[id(p)] for p in decay["params"])
+    assert sum(".ia3_l." in names[id(p)] for p in plain["params"]) == 6
+    assert {names[id(p)] for p in decay["params"]} == {"classifier.weight"}

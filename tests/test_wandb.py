@@ -98,6 +98,10 @@ def test_report_summary_run_holds_the_report_table(offline_job, tmp_path):
     md = (results / "report" / "report.md").read_text().splitlines()
     assert table["columns"] == [c.strip() for c in md[0].strip("|").split("|")]
     assert table["data"][0] == [c.strip() for c in md[2].strip("|").split("|")]
+    budgets = run["tables"]["budget_table"]  # the equal-budget table, as in report.md
+    assert budgets["columns"] == ["task", "≤ 0.1%", "≤ 0.5%", "≤ 1%", "≤ 3%", "≤ 100%"]
+    # houlsby m=8 on the tiny BERT: 2,528 parameters besides the head, 0.25% of the base model
+    assert budgets["data"][0][:2] == ["SST-2", "-"] and all(c.endswith(" houlsby m=8") for c in budgets["data"][0][2:])
     assert any(k.startswith("plots/") for r in run["history"] for k in r)
     second = CliRunner().invoke(app, ["report", str(results), "--wandb", "offline"], env=env)
     assert second.exit_code == 0 and len(list((results / "wandb").glob("offline-run-*"))) == 2
