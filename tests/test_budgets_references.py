@@ -184,3 +184,17 @@ def test_top_level_method_parameters_go_to_the_methods_that_have_them():
     assert by["full"].non_linearity == "gelu" and not by["full"].train_pooler
     assert by["lora"].train_pooler and by["houlsby"].train_pooler
     assert by["pfeiffer"].job_id.startswith("rte-pfeiffer-m48-pooler-")
+
+
+def test_submit_names_one_configuration_of_any_family():
+    from glue_bench.report import choose_for_submission, matching_configs
+
+    records = budget_records() + [rec("rte", "lora", score=0.69, trainable=30, base=1000, head=10,
+                                      method_config=MethodConfig("lora", (("rank", 16), ("alpha", 16.0))))]
+    assert [c.label for c in matching_configs(records, "lora")] == ["lora r=8 a=8", "lora r=16 a=16"]
+    assert [c.label for c in matching_configs(records, "lora", {"rank": 16})] == ["lora r=16 a=16"]
+    assert [c.label for c in matching_configs(records, "lora", {"rank": 8, "alpha": 8})] == ["lora r=8 a=8"]
+    assert matching_configs(records, "lora", {"rank": 8, "train_pooler": True}) == []
+    assert matching_configs(records, "houlsby", {"bottleneck": 8}) == [HOULSBY]
+    chosen = choose_for_submission(records, LORA)
+    assert {t: s.config for t, s in chosen.items()} == {"rte": "lora r=8 a=8", "mrpc": "lora r=8 a=8"}
