@@ -3,18 +3,21 @@
 Why sbatch directly and not submitit: the batch script is plain text we generate and test (array throttle,
 `--signal`, `--requeue`, one launcher per node), nothing is pickled across environments, and nothing beyond
 Slurm's own client tools is needed. Kept under jobs/<sweep>/slurm/: `array-<n>.json` (array index -> job id),
-`submit-<n>.sh` (the script), `submissions.json` (Slurm array job ids) and `logs/`.
+`submit-<n>.sh` (the script), `submissions.json` (Slurm array job ids), `logs/` and `.submit.lock` (submissions
+of one sweep take turns, across runners and hosts).
 
 Inside each array task `python -m glue_bench.executors.slurm_task` claims the job (when it starts on a node, not
-at submission), starts one launcher per node with `srun` (torchrun for several ranks, ranks and master address
-from Slurm's environment) and, when Slurm signals the time limit (`--signal=B:USR1@T`) or sends SIGTERM,
-passes SIGTERM to the ranks (they write `last` and exit 75). On the time-limit signal it requeues itself; on
-SIGTERM (scancel, `scontrol requeue`, preemption) Slurm decides whether the job comes back. A requeued task
-recognises its own claim and resumes.
+at submission), starts one launcher per node with `srun` (torchrun for several ranks, ranks from Slurm's
+environment, the c10d rendezvous on the first node) and, when Slurm signals the time limit
+(`--signal=B:USR1@T`) or sends SIGTERM, passes SIGTERM to the ranks (they write `last` and exit 75). On the
+time-limit signal it requeues itself; on SIGTERM (scancel, `scontrol requeue`, preemption) Slurm decides whether
+the job comes back. A requeued task (also after a node failure) recognises its own claim and resumes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import shlex
 import shutil
 import subprocess
@@ -103,6 +106,15 @@ def launcher_command(spec_path: Path, out: Path, nodes: int, ranks_per_node: int
     return [*srun, *torchrun, *train]
 
 
+def rendezvous_port(slurm_job_id: int, free_port_here: int | None) -> int:
+    """The c10d port of one task: a port the OS found free on the first node when the task runs there (the
+    batch step does), else one derived from the task's own Slurm job id (unique per array task, unlike the
+    array id: two multi-node tasks whose first node is the same host must not share a port)."""
+    if free_port_here is not None:
+        return free_port_here
+    return 20000 + slurm_job_id % 20000
+
+
 # -- talking to Slurm ------------------------------------------------------------------------------------
 
 
@@ -124,15 +136,15 @@ def check_reachable() -> None:
 
 def queued(sweep: str) -> dict[str, dict]:
     """Array tasks of this sweep that Slurm still knows: `<array id>_<index>` -> state and reason."""
-    proc = _run(["squeue", "-h", "-r", "--name", job_name(sweep), "-o", "%i|%T|%r"])
+    proc = _run(["squeue", "-h", "-r", "--name", job_name(sweep), "-o", "%i|%T|%r|%N"])
     if proc.returncode != 0:
         detail = (proc.stderr.strip().splitlines() or ["no answer"])[-1]
         raise GlueBenchError(f"Slurm is not reachable: squeue failed ({detail})")
     out = {}
     for line in proc.stdout.splitlines():
         parts = line.strip().split("|")
-        if len(parts) == 3:
-            out[parts[0]] = {"state": parts[1], "reason": parts[2]}
+        if len(parts) == 4:
+            out[parts[0]] = {"state": parts[1], "reason": parts[2], "nodes": parts[3]}
     return out
 
 
@@ -171,16 +183,36 @@ class Submission:
     script: Path | None = None
 
 
+@contextlib.contextmanager
+def _submit_lock(folder: Path):
+    """One submission of a sweep at a time, across runners and hosts sharing the jobs folder: between reading
+    what is queued and recording the new array, another runner would see neither, reuse `array-<n>.json` and
+    `submit-<n>.sh` and lose one of the two entries of `submissions.json`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".submit.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def submit(jobs_dir: Path, opts: SlurmOptions, only: list[str] | None = None, dry_run: bool = False) -> Submission:
     """Submit the sweep's jobs that are neither done nor already queued in Slurm, as one job array."""
     jobs_dir = Path(jobs_dir)
+    if dry_run:
+        return _submit(jobs_dir, opts, only, dry_run=True)
+    check_reachable()
+    with _submit_lock(slurm_dir(jobs_dir)):
+        return _submit(jobs_dir, opts, only, dry_run=False)
+
+
+def _submit(jobs_dir: Path, opts: SlurmOptions, only: list[str] | None, dry_run: bool) -> Submission:
     manifest = load_manifest(jobs_dir)
     order = manifest.by_size
     if only is not None:
         order = [j for j in order if j in set(only)]
     done = [j for j in order if manifest.job_dir(j).is_done()]
-    if not dry_run:
-        check_reachable()
     in_slurm = queued_jobs(jobs_dir, manifest.name) if not dry_run else {}
     pending = [j for j in order if j not in done and j not in in_slurm]
     sub = Submission(None, pending, done, [j for j in order if j in in_slurm])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,7 +23,7 @@ if __name__ == "__main__":  # before the imports below: Slurm's signal may come 
 
 from glue_bench.executors import claims  # noqa: E402
 from glue_bench.executors.local import LOG_FILE_ENVIRONMENT  # noqa: E402
-from glue_bench.executors.slurm import launcher_command  # noqa: E402
+from glue_bench.executors.slurm import launcher_command, rendezvous_port  # noqa: E402
 from glue_bench.launch import EXIT_INTERRUPTED  # noqa: E402
 from glue_bench.plan import load_job, load_manifest  # noqa: E402
 from glue_bench.results import read_json  # noqa: E402
@@ -33,6 +34,17 @@ def first_node() -> str:
     proc = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True)
     names = proc.stdout.split()
     return names[0] if proc.returncode == 0 and names else nodelist
+
+
+def is_this_host(node: str) -> bool:
+    return node.split(".")[0] == socket.gethostname().split(".")[0]
+
+
+def free_port_on_all_addresses() -> int:
+    """A port free on every address of this host (the c10d store listens on all of them)."""
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,11 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     spec = spec.replace(num_gpus=args.gpus_per_node * nodes,
                         num_procs=args.ranks_per_node * nodes if not args.gpus_per_node else spec.num_procs)
     job.write_spec(spec)
-    port = 20000 + int(os.environ["SLURM_ARRAY_JOB_ID"]) % 20000
-    cmd = launcher_command(out / "spec.json", out, nodes, args.ranks_per_node, first_node(), port, slurm_id)
+    # the c10d store is hosted by the torchrun agent on the first node, where this batch step runs
+    master = first_node()
+    here = free_port_on_all_addresses() if is_this_host(master) else None
+    port = rendezvous_port(int(os.environ["SLURM_JOB_ID"]), here)
+    cmd = launcher_command(out / "spec.json", out, nodes, args.ranks_per_node, master, port, slurm_id)
     env = {**os.environ, **LOG_FILE_ENVIRONMENT, "GLUE_BENCH_CLAIM_TOKEN": claim["token"],
            "GLUE_BENCH_LEASE_S": str(claim.get("lease_s", claims.DEFAULT_LEASE_S))}
-    print(f"{slurm_id}: {job_id}: {' '.join(cmd)}", flush=True)
+    print(f"{slurm_id}: {job_id} on {socket.gethostname()} (pid {os.getpid()}): {' '.join(cmd)}", flush=True)
     state["child"] = child = subprocess.Popen(cmd, env=env)
     if state["stop"]:  # the signal came before the ranks existed: pass it on now
         threading.Thread(target=signal_ranks, daemon=True).start()
