@@ -8,6 +8,7 @@ after a warm-up; ratios are reported, not absolute times (these machines are noi
     python -m benchmarks throughput --device cuda --precision bf16 --steps 50   # on a GPU
     python -m benchmarks profile --method full                           # where a step's time goes
     python -m benchmarks control-plane --out benchmarks/results-control-plane.json   # status/report/submit at 648 jobs
+    python -m benchmarks estimate --out benchmarks/results-estimate.json   # the demo's estimate vs its wall time
 """
 
 from __future__ import annotations
@@ -258,7 +259,7 @@ def print_table(results: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("suite", choices=["throughput", "houlsby", "sweep", "all", "profile", "memory-probe", "loop",
-                                          "control-plane"])
+                                          "control-plane", "estimate"])
     parser.add_argument("--loop", choices=LOOPS, default="glue-bench", help="suite `loop`: the one loop to time")
     parser.add_argument("--task", default="sst2", help="suite `loop`: the task")
     parser.add_argument("--rows", type=int, default=2000, help="suite `loop`: training rows sampled")
@@ -278,7 +279,15 @@ def main() -> None:
                         help="throughput: also time this variant of glue-bench's loop (deepspeed-bf16: DeepSpeed's "
                              "bf16 weights, not autocast; glibc-malloc: glibc's default malloc settings; "
                              "torch-dropout: torch's CPU dropout masks; torch-cpu: neither of the two CPU settings)")
+    parser.add_argument("--sweep", type=Path, default=Path(__file__).resolve().parents[1] / "jobs" / "demo.yaml",
+                        help="suite `estimate`: the sweep to price and run")
+    parser.add_argument("--slots", type=int, default=2, help="suite `estimate`: CPU slots")
     args = parser.parse_args()
+    if args.suite == "estimate":  # calibrate (not on the sweep's tasks), price the sweep, run it, compare
+        from benchmarks.estimate import main as estimate_main
+
+        estimate_main(args.sweep, args.data_dir, args.slots, args.out)
+        return None
     if args.suite == "control-plane":  # no training: a synthetic results tree of the paper sweep
         from benchmarks.control_plane import run, table
 

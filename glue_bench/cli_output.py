@@ -5,10 +5,12 @@ Presentation only: each function calls one library function (or takes its result
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.table import Table
 
 from glue_bench.errors import GlueBenchError
@@ -16,6 +18,16 @@ from glue_bench.tasks import TASKS
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
+
+
+def configure_logging(verbose: bool = False) -> None:
+    # rich's handler on a terminal; plain lines otherwise (rich wraps at 80 columns and colours a log file)
+    handler = RichHandler(console=err_console, show_path=False) if err_console.is_terminal \
+        else logging.StreamHandler()
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", handlers=[handler],
+                        force=True)
+    for noisy in ("httpx", "urllib3", "filelock", "DeepSpeed", "torch.distributed"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def say(text: str) -> None:

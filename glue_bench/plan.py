@@ -94,6 +94,7 @@ def plan_sweep(sweep: Sweep, jobs_root: Path = Path("jobs"), results_root: Path 
         "results_dir": str(plan.results_dir),
         "gpus_per_job": sweep.gpus_per_job,
         "procs_per_job": sweep.procs_per_job,
+        "jobs_per_gpu": sweep.jobs_per_gpu,
         "wandb": sweep.wandb,
         "skipped": problems,
         "jobs": [{"id": s.job_id, "task": s.task, "method": s.method, "bottleneck": s.bottleneck,
@@ -126,6 +127,8 @@ class Manifest:
     jobs: tuple[ManifestEntry, ...]
     gpus_per_job: int | str = "auto"
     procs_per_job: int = 1
+    jobs_per_gpu: int = 1
+    """Jobs sharing each GPU (the sweep's `jobs_per_gpu`; `run --jobs-per-gpu` overrides)."""
     sweep_file: str | None = None
     wandb: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)
@@ -151,6 +154,7 @@ def load_manifest(jobs_dir: Path) -> Manifest:
                         jobs=tuple(ManifestEntry(e["id"], e["task"], e["method"], e.get("bottleneck"),
                                                  int(e.get("size", 0))) for e in data["jobs"]),
                         gpus_per_job=data.get("gpus_per_job", 1), procs_per_job=data.get("procs_per_job", 1),
+                        jobs_per_gpu=int(data.get("jobs_per_gpu", 1)),
                         sweep_file=data.get("sweep_file"), wandb=data.get("wandb") or {},
                         skipped=data.get("skipped") or {})
     except (TypeError, KeyError, ValueError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from glue_bench.errors import GlueBenchError
 from glue_bench.executors import claims
 from glue_bench.plan import load_manifest
 
@@ -26,3 +27,36 @@ def sweep_status(jobs_dir: Path, verify: bool = False) -> dict[str, list[dict]]:
         else:
             status["pending"].append({"id": entry.id, "resumable": job.is_resumable()})
     return status
+
+
+def eta_line(jobs_dir: Path, status: dict[str, list[dict]]) -> str | None:
+    """`status`'s ETA: the estimate of the jobs left (glue_bench.eta, no torch) on as many slots as jobs run
+    now, corrected by the running jobs' reported throughput; None when the jobs have no estimate."""
+    from glue_bench.calibration import Target
+    from glue_bench.eta import job_estimates, latest_training_record, sweep_eta
+    from glue_bench.executors.slots import gpu_name
+    from glue_bench.plan import load_job
+
+    manifest = load_manifest(jobs_dir)
+    left = [j["id"] for j in status["running"] + status["pending"]]
+    if not left:
+        return None
+    specs = []
+    for job_id in left:  # the ETA is a nicety: a spec that cannot be read leaves its job out, never fails status
+        try:
+            specs.append(load_job(jobs_dir, job_id))
+        except GlueBenchError:
+            continue
+    if not specs:
+        return None
+    cpu = manifest.gpus_per_job == 0 or (manifest.gpus_per_job == "auto" and gpu_name() is None)
+    slots = max(1, len(status["running"]))
+    target = Target.cpu(slots) if cpu else Target.cuda(gpu_name() or "")
+    estimates = job_estimates(specs, target)
+    running = {j["id"]: latest_training_record(manifest.job_dir(j["id"])) for j in status["running"]}
+    eta = sweep_eta(estimates, running, [j["id"] for j in status["pending"]], slots)
+    if eta is None:
+        return None
+    seconds, correction = eta
+    return (f"ETA {seconds / 3600:.2f} h on {slots} slot(s) for {len(estimates)} job(s) left "
+            f"(estimate on {target.name or 'a GPU'}, x{correction:.2f} from the running jobs' throughput)")

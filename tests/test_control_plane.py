@@ -227,7 +227,7 @@ def test_a_copy_of_a_job_folder_is_not_a_second_seed(tmp_path):
 def test_sweep_keys_that_would_be_dropped_are_refused():
     from glue_bench.errors import GlueBenchError
 
-    with pytest.raises(GlueBenchError, match="methods.full.bottleneck.*only houlsby"):
+    with pytest.raises(GlueBenchError, match="methods.full.bottleneck.*it applies to houlsby, pfeiffer"):
         parse_sweep({"name": "s", "model": "m", "tasks": ["rte"], "methods": {"full": {"bottleneck": 8}}})
     with pytest.raises(GlueBenchError, match="task_overrides.*not a task of this sweep"):
         parse_sweep({"name": "s", "model": "m", "tasks": ["rte"], "methods": ["full"],

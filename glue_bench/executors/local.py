@@ -1,21 +1,21 @@
 """The local executor: runs a planned sweep's jobs on this machine's GPUs (or CPU slots).
 
 Jobs are packed onto free GPUs by GPUs per job (each pinned with CUDA_VISIBLE_DEVICES, its ranks started by
-torchrun on a distinct master port) or onto `--slots` CPU slots that split the cores. Largest jobs start
-first. Every job is claimed before it starts (see claims.py), so several runners on one results folder run
+torchrun on a distinct master port) or onto `--slots` CPU slots that split the cores. With `jobs_per_gpu` N,
+N slots share each GPU (small jobs cannot fill one); a job that runs out of GPU memory beside others waits for
+a GPU with no other job and runs there alone (an `oom` event; not counted against the retries). Largest jobs
+start first. Every job is claimed before it starts (see claims.py), so several runners on one results folder run
 each job once; done jobs are skipped, interrupted ones resume from their `last` checkpoint, failed ones are
 retried up to `retries` times. Ctrl-C (or SIGTERM) stops the running jobs, which checkpoint and exit 75,
-and releases their claims.
+and releases their claims. The slots, a job's command and environment and the out-of-memory test: slots.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,29 +23,22 @@ from pathlib import Path
 
 from glue_bench.errors import GlueBenchError
 from glue_bench.executors import claims
-from glue_bench.launch import EXIT_INTERRUPTED, free_port, torchrun_command
+from glue_bench.executors.slots import (  # noqa: F401  (LOG_FILE_ENVIRONMENT: slurm_task reads it from here)
+    LOG_FILE_ENVIRONMENT,
+    Running,
+    Slot,
+    gpu_name,
+    job_command,
+    job_environment,
+    make_slots,
+    ran_out_of_memory,
+    resolve_gpus_per_job,
+    suppress_lookup,
+)
+from glue_bench.launch import EXIT_INTERRUPTED, free_port
 from glue_bench.plan import load_job, load_manifest
 from glue_bench.results import JobDir
 from glue_bench.spec import WANDB_MODES, JobSpec
-
-
-@dataclass
-class Slot:
-    """Where one job runs: a set of GPUs, or a share of the CPU cores."""
-
-    name: str
-    gpus: tuple[int, ...] = ()
-    threads: int = 1
-
-
-@dataclass
-class Running:
-    job_id: str
-    slot: Slot
-    proc: subprocess.Popen
-    claim: dict
-    started: float
-    log: object
 
 
 @dataclass
@@ -62,76 +55,13 @@ class Outcome:
         return 1 if self.failed else 0
 
 
-def visible_gpus() -> list[int]:
-    """GPU indices torch would see, without importing torch (nvidia-smi), honouring CUDA_VISIBLE_DEVICES."""
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is not None:
-        return [int(x) for x in env.split(",") if x.strip().isdigit()]
-    if shutil.which("nvidia-smi") is None:
-        return []
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [int(x) for x in out.stdout.split() if x.strip().isdigit()]
-
-
-def resolve_gpus_per_job(gpus_per_job: int | str, gpus: list[int] | None) -> tuple[int, str | None]:
-    """An explicit GPUs-per-job stays binding; `auto` is one GPU per job when GPUs are visible, else CPU
-    slots. Returns (GPUs per job, a line saying what `auto` chose, or None)."""
-    if gpus_per_job != "auto":
-        return int(gpus_per_job), None
-    gpus = visible_gpus() if gpus is None else gpus
-    if gpus:
-        return 1, f"gpus_per_job auto: one GPU per job on {len(gpus)} visible GPU(s)"
-    return 0, "gpus_per_job auto: no GPU visible, jobs run on CPU slots (--slots)"
-
-
-def make_slots(gpus: list[int] | None, gpus_per_job: int, cpu_slots: int | None, procs_per_job: int) -> list[Slot]:
-    """GPU slots of `gpus_per_job` GPUs each, or CPU slots that split the cores between them."""
-    if gpus_per_job > 0:
-        gpus = visible_gpus() if gpus is None else gpus
-        if len(gpus) < gpus_per_job:
-            raise GlueBenchError(f"jobs need {gpus_per_job} GPU(s) but {len(gpus)} are visible; "
-                                 "use --gpus-per-job 0 for CPU jobs")
-        return [Slot(name=f"gpu{','.join(map(str, gpus[i:i + gpus_per_job]))}",
-                     gpus=tuple(gpus[i:i + gpus_per_job]))
-                for i in range(0, len(gpus) - gpus_per_job + 1, gpus_per_job)]
-    n = cpu_slots or 1
-    threads = max(1, (os.cpu_count() or 1) // (n * procs_per_job))
-    return [Slot(name=f"cpu{i}", threads=threads) for i in range(n)]
-
-
-def job_command(spec_path: Path, out: Path, world: int) -> list[str]:
-    if world == 1:
-        return [sys.executable, "-m", "glue_bench.train", "--spec", str(spec_path), "--output-dir", str(out)]
-    return torchrun_command(spec_path, out, world, free_port())
-
-
-# The job's output goes to its train.log: no progress bars (tqdm's carriage returns) and no colour codes.
-LOG_FILE_ENVIRONMENT = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "NO_COLOR": "1", "TERM": "dumb"}
-
-
-def job_environment(slot: Slot, claim: dict, lease_s: float) -> dict[str, str]:
-    env = dict(os.environ)
-    env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, slot.gpus))
-    env["OMP_NUM_THREADS"] = str(slot.threads)
-    env["GLUE_BENCH_CLAIM_TOKEN"] = claim["token"]
-    env["GLUE_BENCH_LEASE_S"] = str(lease_s)
-    env["GLUE_BENCH_LOG_CAPTURED"] = "1"
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    env.update(LOG_FILE_ENVIRONMENT)
-    return env
-
-
 class LocalExecutor:
     """Runs the pending jobs of one planned sweep on local slots."""
 
     def __init__(self, jobs_dir: Path, slots: list[Slot], retries: int = 0, only: list[str] | None = None,
                  force: bool = False, lease_s: float = claims.DEFAULT_LEASE_S, gpus_per_job: int | None = None,
                  procs_per_job: int | None = None, wandb: str | None = None,
-                 on_event: Callable[[str, str], None] | None = None):
+                 on_event: Callable[[str, str], None] | None = None, estimate: dict[str, float] | None = None):
         self.jobs_dir = Path(jobs_dir)
         self.manifest = load_manifest(self.jobs_dir)
         self.results_dir = self.manifest.results_dir
@@ -152,6 +82,10 @@ class LocalExecutor:
         self.force = force
         self.running: dict[str, Running] = {}
         self.attempts: dict[str, int] = {}
+        self.oom_attempts: dict[str, int] = {}
+        self.ports: dict[str, int] = {}
+        self.alone: set[str] = set()  # ran out of GPU memory beside other jobs: next time alone on its GPUs
+        self.estimate = estimate or {}  # job id -> estimated seconds (glue_bench.eta), for the ETA
         self.outcome = Outcome()
         self.stop = False
         self.started = time.time()
@@ -204,7 +138,7 @@ class LocalExecutor:
         return [j for j in self.order if j not in self.running and j not in self.outcome.failed
                 and j not in self.done]
 
-    def start(self, job_id: str, slot: Slot) -> bool:
+    def start(self, job_id: str, slot: Slot, alone: bool = False) -> bool:
         job = self.job(job_id)
         out = job.path
         claim = claims.try_claim(out, self.lease_s)
@@ -217,18 +151,36 @@ class LocalExecutor:
             if spec.world_size > 1 and slot.gpus and spec.num_gpus != len(slot.gpus):
                 spec = spec.replace(num_gpus=len(slot.gpus))
             spec_path = job.write_spec(spec)
+            port = self.free_port()
             log = job.log_path.open("a")
-            proc = subprocess.Popen(job_command(spec_path, out, spec.world_size), stdout=log,
-                                    stderr=subprocess.STDOUT, env=job_environment(slot, claim, self.lease_s),
+            log_start = log.tell()
+            proc = subprocess.Popen(job_command(spec_path, out, spec.world_size, port), stdout=log,
+                                    stderr=subprocess.STDOUT,
+                                    env=job_environment(slot, claim, self.lease_s, port, spec.world_size),
                                     start_new_session=True)
         except BaseException:
             claims.release(out, claim["token"])
             raise
         claims.renew(out, claim["token"], job_pid=proc.pid)
-        self.running[job_id] = Running(job_id, slot, proc, claim, time.time(), log)
+        neighbours = [r for r in self.running.values() if slot.gpus and r.slot.gpus == slot.gpus]
+        for r in neighbours:
+            r.beside = True
+        self.running[job_id] = Running(job_id, slot, proc, claim, time.time(), log, alone, log_start,
+                                       beside=bool(neighbours))
+        self.ports[job_id] = port
         self.attempts[job_id] = self.attempts.get(job_id, 0) + 1
-        self.event("start", job_id, slot=slot.name, attempt=self.attempts[job_id])
+        self.event("start", job_id, slot=slot.name, attempt=self.attempts[job_id], port=port,
+                   **({"alone": True} if alone else {}))
         return True
+
+    def free_port(self) -> int:
+        """A free port that no running job of this runner holds (a job binds its port only when it starts)."""
+        taken = {self.ports[j] for j in self.running if j in self.ports}
+        for _ in range(100):
+            port = free_port()
+            if port not in taken:
+                return port
+        raise GlueBenchError("no free port for a job's rendezvous")
 
     def finish(self, run: Running, code: int) -> None:
         run.log.close()
@@ -243,18 +195,57 @@ class LocalExecutor:
             self.event("done", run.job_id, slot=run.slot.name, seconds=round(elapsed, 2))
         elif code == EXIT_INTERRUPTED or self.stop:
             self.event("interrupted", run.job_id, slot=run.slot.name, seconds=round(elapsed, 2))
+        elif run.beside and not run.alone and ran_out_of_memory(job.log_path, run.log_start, self.error_since(run)):
+            # beside other jobs on its GPU: not the job's fault; it runs again, alone, and keeps its retries.
+            # Out of memory with the GPU to itself is the job's own failure, counted like any other.
+            self.oom_attempts[run.job_id] = self.oom_attempts.get(run.job_id, 0) + 1
+            self.alone.add(run.job_id)
+            self.event("oom", run.job_id, slot=run.slot.name, attempt=self.attempts[run.job_id],
+                       seconds=round(elapsed, 2), then="waits for a GPU with no other job")
         else:
             error = job.record_exit(code, since=run.started)
-            if self.attempts[run.job_id] <= self.retries:
+            if self.attempts[run.job_id] - self.oom_attempts.get(run.job_id, 0) <= self.retries:
                 self.event("retry", run.job_id, slot=run.slot.name, error=error)
             else:
                 self.outcome.failed[run.job_id] = error
                 self.event("failed", run.job_id, slot=run.slot.name, error=error, seconds=round(elapsed, 2))
         claims.release(out, run.claim["token"])
 
+    def error_since(self, run: Running) -> dict | None:
+        """The error.json this attempt wrote; one left by an earlier attempt says nothing about this one."""
+        error = self.job(run.job_id).error()
+        return error if error is not None and error.get("time", 0) >= run.started else None
+
     def free_slots(self) -> list[Slot]:
+        """Slots without a job, less those on GPUs that a job has to itself."""
         busy = {r.slot.name for r in self.running.values()}
-        return [s for s in self.slots if s.name not in busy]
+        exclusive = {r.slot.gpus for r in self.running.values() if r.alone}
+        return [s for s in self.slots if s.name not in busy and s.gpus not in exclusive]
+
+    def start_alone(self, pending: list[str]) -> set[tuple[int, ...]]:
+        """Start jobs that must run alone on GPUs with no other job; returns the GPUs held back for them (no
+        new job starts there, so that they drain)."""
+        waiting = [j for j in pending if j in self.alone]
+        held: set[tuple[int, ...]] = set()
+        if not waiting:
+            return held
+        load: dict[tuple[int, ...], int] = {}
+        for s in self.slots:
+            load.setdefault(s.gpus, 0)
+        for r in self.running.values():
+            load[r.slot.gpus] = load.get(r.slot.gpus, 0) + 1
+        for job_id in waiting:
+            candidates = [g for g in load if g not in held]
+            if not candidates:
+                break
+            gpus = min(candidates, key=lambda g: load[g])  # the emptiest GPUs drain first
+            if load[gpus] == 0:
+                slot = next(s for s in self.slots if s.gpus == gpus)
+                pending.remove(job_id)
+                if self.start(job_id, slot, alone=True):
+                    load[gpus] = 1
+            held.add(gpus)
+        return held
 
     def step(self) -> bool:
         """One scheduling round; False when nothing is left to do."""
@@ -265,7 +256,11 @@ class LocalExecutor:
         if self.stop:
             return bool(self.running)
         pending = self.pending()
+        held = self.start_alone(pending)
+        pending = [j for j in pending if j not in self.alone]
         for slot in self.free_slots():
+            if slot.gpus in held:
+                continue
             while pending:
                 if self.start(pending.pop(0), slot):
                     break
@@ -286,7 +281,7 @@ class LocalExecutor:
         self.stop = True
         self.outcome.interrupted = True
         for run in self.running.values():
-            with _suppress_lookup():
+            with suppress_lookup():
                 os.killpg(run.proc.pid, signal.SIGTERM)
 
     def run(self, poll_s: float = 0.2, render: Callable[[LocalExecutor], None] | None = None) -> Outcome:
@@ -304,7 +299,7 @@ class LocalExecutor:
             for s, handler in previous.items():
                 signal.signal(s, handler)
             for run in list(self.running.values()):  # only on an unexpected error
-                with _suppress_lookup():
+                with suppress_lookup():
                     os.killpg(run.proc.pid, signal.SIGTERM)
                 run.proc.wait()
                 self.finish(run, run.proc.returncode)
@@ -313,18 +308,19 @@ class LocalExecutor:
         return self.outcome
 
     def eta_seconds(self) -> float | None:
+        """Seconds left: from the jobs' estimates (glue_bench.eta), corrected by the throughput the running
+        jobs report; without estimates, from the mean duration of the jobs finished so far."""
+        if self.estimate:
+            from glue_bench.eta import latest_training_record, sweep_eta
+
+            running = {j: latest_training_record(self.job(j)) for j in self.running}
+            eta = sweep_eta(self.estimate, running, self.pending(), len(self.slots))
+            if eta is not None:
+                return eta[0]
         if not self.durations:
             return None
         left = len(self.pending()) + len(self.running)
         return left * (sum(self.durations) / len(self.durations)) / max(1, len(self.slots))
-
-
-class _suppress_lookup:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, value, tb):
-        return kind is not None and issubclass(kind, ProcessLookupError | PermissionError)
 
 
 def select_jobs(order: list[str], entries: dict[str, dict], only: list[str]) -> list[str]:
@@ -347,7 +343,8 @@ def select_jobs(order: list[str], entries: dict[str, dict], only: list[str]) -> 
 def build_executor(jobs_dir: Path, *, gpus: list[int] | None = None, gpus_per_job: int | None = None,
                    procs_per_job: int | None = None, slots: int | None = None, retries: int = 0,
                    only: list[str] | None = None, force: bool = False, lease_s: float = claims.DEFAULT_LEASE_S,
-                   wandb: str | None = None, on_event: Callable[[str, str], None] | None = None) -> LocalExecutor:
+                   wandb: str | None = None, on_event: Callable[[str, str], None] | None = None,
+                   jobs_per_gpu: int | None = None) -> LocalExecutor:
     """The local executor of a planned sweep with its slots: `--gpus-per-job` wins over the sweep's
     `gpus_per_job`, `auto` is resolved here (see `resolve_gpus_per_job`, said in `executor.note`)."""
     if slots is not None and slots < 1:
@@ -360,11 +357,27 @@ def build_executor(jobs_dir: Path, *, gpus: list[int] | None = None, gpus_per_jo
         raise GlueBenchError(f"--gpus-per-job {gpus_per_job}: must be 0 (CPU) or more")
     if wandb is not None and wandb not in WANDB_MODES:
         raise GlueBenchError(f"--wandb {wandb!r}: choose {', '.join(WANDB_MODES)}")
+    if jobs_per_gpu is not None and jobs_per_gpu < 1:
+        raise GlueBenchError(f"--jobs-per-gpu {jobs_per_gpu}: must be at least 1")
     manifest = load_manifest(jobs_dir)
+    jobs_per_gpu = jobs_per_gpu or manifest.jobs_per_gpu
     per_job, note = resolve_gpus_per_job(manifest.gpus_per_job if gpus_per_job is None else gpus_per_job, gpus)
     procs = procs_per_job or manifest.procs_per_job
-    executor = LocalExecutor(jobs_dir, make_slots(gpus, per_job, slots, procs), retries=retries, only=only,
-                             force=force, lease_s=lease_s, gpus_per_job=per_job, procs_per_job=procs_per_job,
-                             wandb=wandb, on_event=on_event)
+    executor = LocalExecutor(jobs_dir, make_slots(gpus, per_job, slots, procs, jobs_per_gpu), retries=retries,
+                             only=only, force=force, lease_s=lease_s, gpus_per_job=per_job,
+                             procs_per_job=procs_per_job, wandb=wandb, on_event=on_event)
     executor.note = note
+    executor.estimate = planned_estimates(executor, per_job, slots or 1)
     return executor
+
+
+def planned_estimates(executor: LocalExecutor, gpus_per_job: int, cpu_slots: int) -> dict:
+    """Per-job estimates for the ETA (glue_bench.eta, no torch); empty when they cannot be made."""
+    from glue_bench.calibration import Target
+    from glue_bench.eta import job_estimates
+
+    target = Target.cpu(cpu_slots) if gpus_per_job == 0 else Target.cuda(gpu_name() or "")
+    try:
+        return job_estimates([executor.spec_for(j) for j in executor.order], target)
+    except (GlueBenchError, OSError, ValueError):
+        return {}
