@@ -73,7 +73,7 @@ def tasks(data_dir: Annotated[Optional[Path], typer.Option(help="glue_data folde
 
 def train(spec_file: Optional[Path], output_dir: Optional[Path], cache_dir: Optional[Path], force: bool,
           dry_run: bool, **fields):
-    """Fine-tune one GLUE job (full, Houlsby adapters, ...) under DeepSpeed.
+    """Fine-tune one GLUE job (full, houlsby, pfeiffer, lora, bitfit, ia3, layernorm_head) under DeepSpeed.
 
     Example: glue-bench train --model sentence-transformers/all-MiniLM-L6-v2 --task rte --method houlsby --bottleneck 64 --learning-rate 1e-3
     """
