@@ -3,8 +3,6 @@ training throughput the running jobs report, scheduled on the sweep's slots."""
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,21 +61,8 @@ def job_estimates(specs: list[JobSpec], target: Target, cache_dir: Path | None =
 def latest_training_record(job: JobDir) -> dict:
     """The job's epoch and its last reported training throughput (`train/examples_per_s`), from the tail of
     history.jsonl ({} before its first record)."""
-    try:
-        with job.history_path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 16384))
-            lines = f.read().decode(errors="replace").splitlines()
-    except OSError:
-        return {}
     out: dict = {}
-    for line in reversed(lines):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(record, dict):
-            continue
+    for record in job.history_tail(16384):
         if "epoch" not in out and isinstance(record.get("epoch"), int | float):
             out["epoch"] = record["epoch"]
         if "train/examples_per_s" not in out and record.get("train/examples_per_s"):

@@ -218,23 +218,28 @@ class JobDir:
         """`Type: message` of the recorded failure, one line; None when there is none."""
         return error_line(self.error()) if self.error_path.is_file() else None
 
-    def progress(self) -> dict:
-        """Latest history record with a step (step, epoch, ...), read from the tail of history.jsonl."""
+    def history_tail(self, nbytes: int = 4096) -> list[dict]:
+        """The records in the last `nbytes` of history.jsonl, newest first (a torn line is skipped)."""
         try:
             with self.history_path.open("rb") as f:
                 f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - 4096))
+                f.seek(max(0, f.tell() - nbytes))
                 lines = f.read().decode(errors="replace").splitlines()
         except OSError:
-            return {}
+            return []
+        records = []
         for line in reversed(lines):
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if isinstance(record, dict) and "step" in record:
-                return record
-        return {}
+            if isinstance(record, dict):
+                records.append(record)
+        return records
+
+    def progress(self) -> dict:
+        """Latest history record with a step (step, epoch, ...), read from the tail of history.jsonl."""
+        return next((r for r in self.history_tail() if "step" in r), {})
 
     def is_resumable(self) -> bool:
         return any(self.checkpoints_dir.glob("last-*"))

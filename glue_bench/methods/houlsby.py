@@ -26,8 +26,9 @@ from glue_bench.methods.common import (
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "swish": nn.SiLU, "tanh": nn.Tanh}
 
 
-class Adapter(nn.Module):
-    """x + up(act(down(x))): a bottleneck of exactly m units with a skip connection."""
+class Bottleneck(nn.Module):
+    """up(act(down(z))): exactly m units; both projections from a small normal init with zero biases (Pfeiffer
+    adapters use it as it is)."""
 
     def __init__(self, hidden_size: int, bottleneck: int, non_linearity: str = "gelu", init_std: float = 1e-3):
         super().__init__()
@@ -38,8 +39,15 @@ class Adapter(nn.Module):
             nn.init.normal_(linear.weight, std=init_std)
             nn.init.zeros_(linear.bias)
 
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.up(self.act(self.down(z)))
+
+
+class Adapter(Bottleneck):
+    """x + up(act(down(x))): a bottleneck of exactly m units with a skip connection."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.up(self.act(self.down(x)))
+        return x + super().forward(x)
 
 
 class DropoutThenAdapter(nn.Module):

@@ -18,23 +18,7 @@ import torch
 from torch import nn
 
 from glue_bench.methods.common import extra_parameters, head_parameters, train_only
-from glue_bench.methods.houlsby import ACTIVATIONS
-
-
-class Bottleneck(nn.Module):
-    """up(act(down(z))): m units, no skip connection."""
-
-    def __init__(self, hidden_size: int, bottleneck: int, non_linearity: str, init_std: float):
-        super().__init__()
-        self.down = nn.Linear(hidden_size, bottleneck)
-        self.act = ACTIVATIONS[non_linearity]()
-        self.up = nn.Linear(bottleneck, hidden_size)
-        for linear in (self.down, self.up):
-            nn.init.normal_(linear.weight, std=init_std)
-            nn.init.zeros_(linear.bias)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.up(self.act(self.down(z)))
+from glue_bench.methods.houlsby import Bottleneck
 
 
 class PfeifferOutput(nn.Module):
@@ -52,7 +36,7 @@ class PfeifferOutput(nn.Module):
 
 
 def adapters(model) -> list[Bottleneck]:
-    return [m for m in model.modules() if isinstance(m, Bottleneck)]
+    return [m for m in model.modules() if type(m) is Bottleneck]
 
 
 def prepare(model, spec) -> None:
