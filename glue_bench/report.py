@@ -235,7 +235,7 @@ def report_data(name: str, rows: list[Row], records: list[JobRecord], planned: l
         return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(x, 4)
 
     return {
-        "schema_version": 1,
+        "schema_version": 2,  # 2: rows have `method`; best-size rows (was best-m); budgets, reference
         "sweep": name,
         "columns": [c[0] for c in COLUMNS],
         "rows": [{
