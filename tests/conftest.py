@@ -1,4 +1,6 @@
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +54,32 @@ def glue_bench(*args: str, cwd: Path | None = None, check: bool = True, timeout:
     if check and proc.returncode != 0:
         raise AssertionError(f"glue-bench {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc
+
+
+@contextlib.contextmanager
+def throwaway_slurm(folder: Path, *args: str, cancel_all: bool = False):
+    """A cluster from scripts/slurm_up.sh FOLDER ARGS with SLURM_CONF pointing at it; stopped afterwards by
+    slurm_down.sh (job steps included), whatever the tests left. Skips where it cannot run (not root, no Slurm
+    and no apt-get to install it)."""
+    if os.geteuid() != 0:
+        pytest.skip("the Slurm tests start throw-away clusters and need root (CI runs them)")
+    if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
+        pytest.skip("no Slurm and no apt-get to install it")
+    up = subprocess.run(["bash", str(ROOT / "scripts" / "slurm_up.sh"), str(folder), *args], capture_output=True,
+                        text=True, timeout=600)
+    down = ["bash", str(ROOT / "scripts" / "slurm_down.sh"), str(folder)]
+    if up.returncode != 0:
+        subprocess.run(down, timeout=60)
+        pytest.fail(f"slurm_up.sh {' '.join(args)} failed:\n{up.stderr[-2000:]}")
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(folder / "slurm.conf")
+    try:
+        yield folder
+    finally:
+        if cancel_all:
+            subprocess.run(["scancel", "--user", "root"], timeout=60)
+        subprocess.run(down, timeout=60)
+        if previous is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = previous

@@ -2,14 +2,13 @@
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, glue_bench
+from conftest import glue_bench, throwaway_slurm
 
 from glue_bench.executors.slurm import SlurmOptions, launcher_command, sbatch_script
 from glue_bench.results import is_done
@@ -59,24 +58,8 @@ def test_no_slurm_on_path_is_one_line(tmp_path, monkeypatch, real_glue, tiny_ber
 
 @pytest.fixture(scope="session")
 def slurm(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("the Slurm tests start a throw-away cluster and need root (CI runs them)")
-    if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
-        pytest.skip("no Slurm and no apt-get to install it")
-    folder = tmp_path_factory.mktemp("slurm")
-    up = subprocess.run(["bash", str(ROOT / "scripts" / "slurm_up.sh"), str(folder)], capture_output=True,
-                        text=True, timeout=600)
-    if up.returncode != 0:
-        pytest.fail(f"slurm_up.sh failed:\n{up.stderr[-2000:]}")
-    previous = os.environ.get("SLURM_CONF")
-    os.environ["SLURM_CONF"] = str(folder / "slurm.conf")
-    yield folder
-    subprocess.run(["scancel", "--user", "root"], timeout=60)  # nothing a failed test left may outlive it
-    subprocess.run(["bash", str(ROOT / "scripts" / "slurm_down.sh"), str(folder)], timeout=60)
-    if previous is None:
-        os.environ.pop("SLURM_CONF", None)
-    else:
-        os.environ["SLURM_CONF"] = previous
+    with throwaway_slurm(tmp_path_factory.mktemp("slurm"), cancel_all=True) as folder:
+        yield folder
 
 
 def write_sweep(root: Path, model: Path, data: Path, **changes) -> Path:

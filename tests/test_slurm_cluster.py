@@ -4,15 +4,13 @@ over both hosts, a two-node job, two runners on different hosts, and a node lost
 
 import fcntl
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, glue_bench
+from conftest import ROOT, glue_bench, throwaway_slurm
 from test_slurm import results, write_sweep
 
 from glue_bench.executors.slurm import rendezvous_port
@@ -29,25 +27,8 @@ def test_rendezvous_port_is_per_task_not_per_array():
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("the cluster tests create network namespaces and need root (CI runs them)")
-    if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
-        pytest.skip("no Slurm and no apt-get to install it")
-    folder = tmp_path_factory.mktemp("cluster")
-    up = subprocess.run(["bash", str(ROOT / "scripts" / "slurm_up.sh"), str(folder), "--nodes", "2"],
-                        capture_output=True, text=True, timeout=600)
-    if up.returncode != 0:
-        subprocess.run(["bash", str(ROOT / "scripts" / "slurm_down.sh"), str(folder)], timeout=60)
-        pytest.fail(f"slurm_up.sh --nodes 2 failed:\n{up.stderr[-2000:]}")
-    previous = os.environ.get("SLURM_CONF")
-    os.environ["SLURM_CONF"] = str(folder / "slurm.conf")
-    yield folder
-    # stops the job steps too: nothing a failed test left may outlive it
-    subprocess.run(["bash", str(ROOT / "scripts" / "slurm_down.sh"), str(folder)], timeout=60)
-    if previous is None:
-        os.environ.pop("SLURM_CONF", None)
-    else:
-        os.environ["SLURM_CONF"] = previous
+    with throwaway_slurm(tmp_path_factory.mktemp("cluster"), "--nodes", "2") as folder:
+        yield folder
 
 
 def on_node(cluster: Path, node: str, *cmd: str, cwd: Path = Path("/")) -> list[str]:
