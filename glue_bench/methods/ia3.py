@@ -15,11 +15,10 @@ import itertools
 
 from glue_bench.method_config import FEEDFORWARD_TARGETS
 from glue_bench.methods.common import extra_parameters, head_parameters, train_only
-from glue_bench.methods.targets import layer_linears, resolve_targets
-from glue_bench.methods.targets import saving_fields as _saving
+from glue_bench.methods.targets import inject, layer_linears, resolve_targets
 
 
-def peft_config(model, spec, saving: bool = False):
+def peft_config(model, spec):
     """The peft `IA3Config` of a spec: target modules by full name, the feed-forward ones among them."""
     from peft import IA3Config
 
@@ -27,14 +26,9 @@ def peft_config(model, spec, saving: bool = False):
     names = sorted(itertools.chain.from_iterable(resolved.values()))
     relative = dict(layer_linears(model))
     feedforward = [n for n in names if relative[n] in FEEDFORWARD_TARGETS]
-    return IA3Config(target_modules=names, feedforward_modules=feedforward,
-                     **_saving(model, spec) if saving else {})
+    return IA3Config(target_modules=names, feedforward_modules=feedforward)
 
 
 def prepare(model, spec) -> None:
-    from peft import inject_adapter_in_model
-
-    model.peft_folder_config = peft_config(model, spec, saving=True)  # what train writes to peft/ at the end
-    inject_adapter_in_model(peft_config(model, spec), model)
-    scales = (p for name, p in model.named_parameters() if ".ia3_l." in name)
-    train_only(model, itertools.chain(scales, head_parameters(model), extra_parameters(model, spec)))
+    added = inject(model, spec, peft_config(model, spec))
+    train_only(model, itertools.chain(added, head_parameters(model), extra_parameters(model, spec)))

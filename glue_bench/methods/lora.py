@@ -12,24 +12,18 @@ import itertools
 
 from glue_bench.method_config import lora_alpha
 from glue_bench.methods.common import extra_parameters, head_parameters, train_only
-from glue_bench.methods.targets import resolve_targets
-from glue_bench.methods.targets import saving_fields as _saving
+from glue_bench.methods.targets import inject, resolve_targets
 
 
-def peft_config(model, spec, saving: bool = False):
+def peft_config(model, spec):
     """The peft `LoraConfig` of a spec, with the full names of the projections it targets."""
     from peft import LoraConfig
 
     names = sorted(itertools.chain.from_iterable(resolve_targets(model, "lora", spec.target_modules).values()))
     return LoraConfig(r=spec.rank, lora_alpha=lora_alpha(spec.rank, spec.alpha),
-                      lora_dropout=spec.lora_dropout, target_modules=names, bias="none",
-                      **_saving(model, spec) if saving else {})
+                      lora_dropout=spec.lora_dropout, target_modules=names, bias="none")
 
 
 def prepare(model, spec) -> None:
-    from peft import inject_adapter_in_model
-
-    model.peft_folder_config = peft_config(model, spec, saving=True)  # what train writes to peft/ at the end
-    inject_adapter_in_model(peft_config(model, spec), model)
-    lora = (p for name, p in model.named_parameters() if ".lora_A." in name or ".lora_B." in name)
-    train_only(model, itertools.chain(lora, head_parameters(model), extra_parameters(model, spec)))
+    added = inject(model, spec, peft_config(model, spec))
+    train_only(model, itertools.chain(added, head_parameters(model), extra_parameters(model, spec)))

@@ -44,6 +44,19 @@ def resolve_targets(model, family: str, target_modules: str | None) -> dict[str,
     return resolved
 
 
+def inject(model, spec, config) -> list:
+    """Inject `config`'s peft layers into `model` in place and return the parameters peft added. The config
+    with what saving needs (`saving_fields`) stays on the model for train to write peft/ at the end."""
+    import dataclasses
+
+    from peft import inject_adapter_in_model
+
+    before = {id(p) for p in model.parameters()}  # peft keeps each wrapped projection as its base layer
+    model.peft_folder_config = dataclasses.replace(config, **saving_fields(model, spec))
+    inject_adapter_in_model(config, model)
+    return [p for p in model.parameters() if id(p) not in before]
+
+
 def saving_fields(model, spec) -> dict:
     """What a peft config needs to be saved and loaded back on its own: the task type, the modules saved
     whole beside the adapters (the head, and the pooler when it trains) and the base model."""
