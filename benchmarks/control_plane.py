@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from glue_bench.results import JobDir, atomic_write_json, prediction_rows, write_prediction_file
+from glue_bench.results.job_folder import JobDir, atomic_write_json, prediction_rows, write_prediction_file
 
 SWEEP = Path(__file__).resolve().parents[1] / "jobs" / "houlsby-vs-full.yaml"
 TARGETS = {"status": 1.0, "scheduling pass": 0.05, "report": 5.0, "submit + validate": 15.0}
@@ -56,7 +56,7 @@ def dev_metrics(task, lines: list[str]) -> dict[str, float]:
     """The task's real dev metrics of a made-up predictions file."""
     import numpy as np
 
-    from glue_bench.metrics import compute_metrics
+    from glue_bench.results.metrics import compute_metrics
 
     columns = np.array([line.split("\t")[1:] for line in lines], dtype=float)
     return compute_metrics(task, task.dev_splits[0], columns[:, 0], columns[:, 1])
@@ -64,8 +64,8 @@ def dev_metrics(task, lines: list[str]) -> dict[str, float]:
 
 def build_tree(root: Path, done_jobs: int | None = None) -> tuple[Path, Path, list[str]]:
     """Plan the sweep under `root` and write a finished folder for its jobs (all, or the first `done_jobs`)."""
-    from glue_bench.plan import plan_sweep
-    from glue_bench.sweep import load_sweep
+    from glue_bench.plan.manifest import plan_sweep
+    from glue_bench.plan.sweep_file import load_sweep
     from glue_bench.tasks import TASKS
 
     sweep = load_sweep(SWEEP)
@@ -122,7 +122,7 @@ def scheduling_pass(executor) -> None:
 
 
 def run(reps: int = 3, keep: Path | None = None) -> dict:
-    from glue_bench.executors.local import LocalExecutor, Slot
+    from glue_bench.run.local import LocalExecutor, Slot
 
     root = Path(keep or tempfile.mkdtemp(prefix="glue-bench-control-plane-"))
     try:

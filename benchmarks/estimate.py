@@ -33,9 +33,9 @@ def calibration_task(sweep_tasks: tuple[str, ...], data: Path) -> str:
 
 
 def run(sweep_file: Path, data: Path, slots: int, work: Path) -> dict:
-    from glue_bench.calibration import Target, threads_per_slot
-    from glue_bench.pricing import estimate_lines, estimate_plan
-    from glue_bench.sweep import expand_sweep, load_sweep
+    from glue_bench.cost.calibration import Target, threads_per_slot
+    from glue_bench.cost.pricing import estimate_lines, estimate_plan
+    from glue_bench.plan.sweep_file import expand_sweep, load_sweep
 
     sweep = load_sweep(sweep_file)
     specs = expand_sweep(sweep)

@@ -54,13 +54,13 @@ def _spec(task: str, method: str, rows: int, data: Path, lr: float, setup: Setup
 def glue_bench_loop(task: str, method: str, rows: int, steps: int, warmup: int, data: Path,
                     setup: Setup = Setup(), profile: bool = False) -> dict:
     """glue-bench's own loop (`engine.train_step` under DeepSpeed), length-grouped batches, dynamic padding."""
-    from glue_bench.data import Padding, TokenCache, resolve_data_source, subset_rows, train_batches
-    from glue_bench.dropout import use_fast_dropout
-    from glue_bench.engine import build_deepspeed_config, initialize_engine, train_step
-    from glue_bench.methods import apply_method
-    from glue_bench.models import load_model, load_tokenizer
-    from glue_bench.runtime import Run, keep_freed_memory, seed_everything
     from glue_bench.tasks import get_task
+    from glue_bench.train.data import Padding, TokenCache, resolve_data_source, subset_rows, train_batches
+    from glue_bench.train.dropout import use_fast_dropout
+    from glue_bench.train.engine import build_deepspeed_config, initialize_engine, train_step
+    from glue_bench.train.methods import apply_method
+    from glue_bench.train.models import load_model, load_tokenizer
+    from glue_bench.train.runtime import Run, keep_freed_memory, seed_everything
 
     spec = _spec(task, method, rows, data, 1e-3 if method == "houlsby" else 5e-5, setup)
     run = Run(spec)
@@ -148,9 +148,9 @@ def trainer_loop(task: str, rows: int, steps: int, warmup: int, data: Path, tune
     import datasets
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments, default_data_collator
 
-    from glue_bench.data import load_split, subset_rows, train_batches
-    from glue_bench.models import load_model, load_tokenizer
     from glue_bench.tasks import get_task
+    from glue_bench.train.data import load_split, subset_rows, train_batches
+    from glue_bench.train.models import load_model, load_tokenizer
 
     task_info = get_task(task)
     tokenizer = load_tokenizer(setup.model)

@@ -200,6 +200,21 @@ class JobSpec:
             )
         return micro, self.batch_size // (micro * world_size)
 
+    def smallest_batch(self, world_size: int) -> int:
+        """The fewest rows a global batch may have: one per micro-batch of every rank (a smaller last batch of an
+        epoch is skipped)."""
+        return world_size * self.batch_layout(world_size)[1]
+
+    def steps_per_epoch(self, train_rows: int, world_size: int) -> int:
+        """Optimizer steps of one epoch: every full global batch, and the last partial one unless it is smaller
+        than `smallest_batch` (training and pricing both count steps here)."""
+        return train_rows // self.batch_size + (train_rows % self.batch_size >= self.smallest_batch(world_size))
+
+    def eval_batch(self, world_size: int) -> int:
+        """Rows per evaluation batch on each rank: twice the training micro-batch (no activations are kept for a
+        backward pass), at least 32."""
+        return max(2 * self.batch_layout(world_size)[0], 32)
+
     @property
     def job_id(self) -> str:
         """Readable prefix + hash of what determines the result (`rte-houlsby-m64-lr3e-4-e20-s1-3fa2c1d0`)."""

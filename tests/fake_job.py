@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from glue_bench.results import atomic_write_json, write_prediction_file
+from glue_bench.results.job_folder import atomic_write_json, write_prediction_file
 from glue_bench.spec import JobSpec
 from glue_bench.tasks import TASKS
 

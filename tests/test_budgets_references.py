@@ -6,14 +6,14 @@ import pytest
 from test_report import rec, write_job
 from typer.testing import CliRunner
 
-from glue_bench import render
-from glue_bench.budgets import budget_table, pareto_front, parse_budgets
 from glue_bench.cli import app
 from glue_bench.errors import GlueBenchError
 from glue_bench.method_config import MethodConfig
-from glue_bench.references import compare, get_reference, references
-from glue_bench.report import build_rows, select
-from glue_bench.sweep import expand_sweep, parse_sweep
+from glue_bench.plan.sweep_file import expand_sweep, parse_sweep
+from glue_bench.report import render
+from glue_bench.report.aggregate import build_rows, select
+from glue_bench.report.budgets import budget_table, pareto_front, parse_budgets
+from glue_bench.report.references import compare, get_reference, references
 
 LORA = MethodConfig("lora", (("rank", 8), ("alpha", 8.0)))
 HOULSBY = MethodConfig("houlsby", (("bottleneck", 8),))
@@ -187,7 +187,7 @@ def test_top_level_method_parameters_go_to_the_methods_that_have_them():
 
 
 def test_submit_names_one_configuration_of_any_family():
-    from glue_bench.report import choose_for_submission, matching_configs
+    from glue_bench.report.aggregate import choose_for_submission, matching_configs
 
     records = budget_records() + [rec("rte", "lora", score=0.69, trainable=30, base=1000, head=10,
                                       method_config=MethodConfig("lora", (("rank", 16), ("alpha", 16.0))))]

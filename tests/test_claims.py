@@ -8,13 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-from glue_bench.executors import claims
+from glue_bench.results import claims
 
 CLAIMER = r"""
 import json, os, sys, time
 from pathlib import Path
-from glue_bench.executors import claims
-from glue_bench.results import atomic_write_json
+from glue_bench.results import claims
+from glue_bench.results.job_folder import atomic_write_json
 
 root, log = Path(sys.argv[1]), Path(sys.argv[2])
 jobs = sorted(root.iterdir())

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from glue_bench.collect import collect
-from glue_bench.report import select
-from glue_bench.results import JobDir, atomic_write_json, is_done, write_prediction_file
+from glue_bench.plan.sweep_file import GRID_KEYS, parse_sweep
+from glue_bench.report.aggregate import select
+from glue_bench.report.collect import collect
+from glue_bench.results.job_folder import JobDir, atomic_write_json, is_done, write_prediction_file
 from glue_bench.spec import FIELDS, GRID_FIELDS, JobSpec
-from glue_bench.sweep import GRID_KEYS, parse_sweep
 
 
 def write_done_job(root: Path, spec: JobSpec, score: float, rows: int = 3, fingerprints: bool = True) -> Path:
@@ -77,7 +77,7 @@ def test_done_is_a_stat_check_and_verify_reads_the_files(tmp_path):
 
 def test_done_does_not_read_prediction_files(tmp_path, monkeypatch):
     folder = write_done_job(tmp_path, rte(), 0.6)
-    import glue_bench.results as results
+    import glue_bench.results.job_folder as results
 
     def no_reading(path):
         raise AssertionError(f"read {path}")
@@ -108,7 +108,7 @@ def test_booleans_are_type_checked():
         JobSpec.from_dict({"task": "rte", "model": "m", "keep_checkpoints": "no"})
     sweep = parse_sweep({"name": "s", "model": "m", "tasks": ["rte"], "methods": ["full"], "group_by_length": "off"})
     from glue_bench.errors import GlueBenchError
-    from glue_bench.sweep import expand_sweep
+    from glue_bench.plan.sweep_file import expand_sweep
 
     with pytest.raises(GlueBenchError, match="sweep key group_by_length"):
         expand_sweep(sweep)
@@ -149,7 +149,7 @@ def test_a_sweep_without_gpus_per_job_runs_on_cpu_slots_when_no_gpu_is_visible(t
 
 
 def test_slurm_reads_auto_as_one_gpu_per_job(tmp_path):
-    from glue_bench.executors.slurm import options_for
+    from glue_bench.run.slurm import options_for
 
     atomic_write_json(tmp_path / "manifest.json", {"name": "s", "results_dir": str(tmp_path), "jobs": [],
                                                    "gpus_per_job": "auto"})
@@ -188,7 +188,7 @@ def test_a_bad_model_is_one_line_before_anything_heavy_and_writes_nothing(tmp_pa
 
 def test_plan_checks_the_model(tmp_path, real_glue):
     from glue_bench.errors import GlueBenchError
-    from glue_bench.plan import plan_sweep
+    from glue_bench.plan.manifest import plan_sweep
 
     sweep = parse_sweep({"name": "s", "model": str(tmp_path / "missing"), "data": str(real_glue), "tasks": ["rte"],
                          "methods": ["full"]})
@@ -200,7 +200,7 @@ def test_plan_checks_the_model(tmp_path, real_glue):
 def test_atomic_writes_honour_the_umask(tmp_path):
     import os
 
-    from glue_bench.submission import write_zip
+    from glue_bench.report.submission import write_zip
 
     old = os.umask(0o022)
     try:
@@ -272,7 +272,7 @@ def test_the_original_scripts_flags_are_accepted(tmp_path):
 
 
 def test_predict_reuses_the_glue_data_folder_the_job_was_trained_on(tmp_path, monkeypatch):
-    from glue_bench.predict import trained_on
+    from glue_bench.train.predict import trained_on
 
     spec = rte()  # data: auto
     folder = write_done_job(tmp_path, spec, 0.6)
@@ -287,7 +287,7 @@ def test_predict_reuses_the_glue_data_folder_the_job_was_trained_on(tmp_path, mo
 
 
 def test_a_corrupt_metrics_json_is_reported_as_corrupt_not_unfinished(tmp_path):
-    from glue_bench.report import missing_jobs
+    from glue_bench.report.aggregate import missing_jobs
 
     folder = write_done_job(tmp_path, rte(), 0.6)
     (folder / "metrics.json").write_text("{ not json")
@@ -301,7 +301,7 @@ def test_an_unreachable_hub_fails_at_once_instead_of_retrying(tmp_path):
     import subprocess
     import sys
 
-    code = ("from glue_bench.models import load_tokenizer\n"
+    code = ("from glue_bench.train.models import load_tokenizer\n"
             "try:\n    load_tokenizer('bert-base-uncased')\nexcept Exception as e:\n    print('ERR', e)\n")
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
     env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"))  # nothing listens on port 9
@@ -314,8 +314,8 @@ def test_an_unreachable_hub_fails_at_once_instead_of_retrying(tmp_path):
 def test_a_runner_waiting_on_jobs_another_runner_holds_says_so(tmp_path):
     import os
 
-    from glue_bench.executors import claims
-    from glue_bench.executors.local import LocalExecutor, Slot
+    from glue_bench.results import claims
+    from glue_bench.run.local import LocalExecutor, Slot
 
     spec = rte()
     atomic_write_json(tmp_path / "jobs" / "manifest.json", {

@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 from tiny import MINILM
 
-from glue_bench.data import (
+from glue_bench.errors import GlueBenchError
+from glue_bench.model_source import model_identity, resolve_model
+from glue_bench.tasks import TASKS
+from glue_bench.train.data import (
     TokenCache,
     eval_batches,
     hub_dataset_to_split,
@@ -14,14 +17,11 @@ from glue_bench.data import (
     subset_rows,
     train_batches,
 )
-from glue_bench.errors import GlueBenchError
-from glue_bench.model_source import model_identity, resolve_model
-from glue_bench.tasks import TASKS
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from glue_bench.models import load_tokenizer
+    from glue_bench.train.models import load_tokenizer
 
     return load_tokenizer(MINILM)
 
@@ -84,14 +84,14 @@ def test_token_cache_tokenizes_once_and_is_shared(tmp_path, real_glue, tokenizer
 
 
 def test_token_cache_hit_does_not_parse_the_file(tmp_path, real_glue, tokenizer, monkeypatch):
-    import glue_bench.data
+    import glue_bench.train.data
 
     task = TASKS["rte"]
     first = TokenCache(tmp_path / "cache").encoded(task, "dev", str(real_glue), tokenizer, 32)
 
     def no_parsing(*args):
         raise AssertionError("a cache hit parsed the TSV file")
-    monkeypatch.setattr(glue_bench.data, "read_split", no_parsing)
+    monkeypatch.setattr(glue_bench.train.data, "read_split", no_parsing)
     cache = TokenCache(tmp_path / "cache")
     again = cache.encoded(task, "dev", str(real_glue), tokenizer, 32)
     assert cache.hits == 1 and again.source == first.source and again.source["dropped_rows"] == 0
@@ -150,7 +150,7 @@ def test_subsets_are_random_reproducible_and_in_file_order():
 
 
 def test_unreachable_model_hub_is_one_line():
-    from glue_bench.models import load_model, load_tokenizer
+    from glue_bench.train.models import load_model, load_tokenizer
 
     with pytest.raises(GlueBenchError) as e:
         load_model("bert-base-uncased", TASKS["rte"])

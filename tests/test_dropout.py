@@ -2,9 +2,9 @@ import pytest
 import torch
 from test_methods import classifier, houlsby
 
-from glue_bench import dropout
-from glue_bench.dropout import FastDropout, fast_dropout, keep_mask, use_fast_dropout
-from glue_bench.methods import apply_method
+from glue_bench.train import dropout
+from glue_bench.train.dropout import FastDropout, fast_dropout, keep_mask, use_fast_dropout
+from glue_bench.train.methods import apply_method
 
 
 def test_keep_mask_rate_and_seeding():

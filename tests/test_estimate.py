@@ -3,12 +3,11 @@ calibration file and the FLOP fallback when there is none."""
 
 import json
 
+import numpy as np
 import pytest
 from conftest import glue_bench
 
-from glue_bench.calibration import Calibration, Target, find_calibration, load_calibrations, save_calibration
-from glue_bench.errors import GlueBenchError
-from glue_bench.estimate import (
+from glue_bench.cost.arithmetic import (
     Rate,
     Speed,
     SplitLengths,
@@ -19,13 +18,14 @@ from glue_bench.estimate import (
     job_seconds,
     job_work,
     schedule_seconds,
-    steps_per_epoch,
     train_flops_per_token,
 )
-from glue_bench.eta import speed_correction
-from glue_bench.pricing import estimate_specs, split_lengths
+from glue_bench.cost.calibration import Calibration, Target, find_calibration, load_calibrations, save_calibration
+from glue_bench.cost.eta import speed_correction
+from glue_bench.cost.pricing import estimate_specs, spec_work, split_lengths
+from glue_bench.cost.shapes import Structures, build_structure
+from glue_bench.errors import GlueBenchError
 from glue_bench.spec import JobSpec
-from glue_bench.structures import Structures, build_structure
 
 S = Structure(trainable_matmul=100, frozen_matmul=1000, trainable=150, total=1200, layers=2, hidden=8)
 
@@ -38,12 +38,11 @@ def test_flops_per_token_by_hand():
 
 
 def test_steps_passes_and_job_work_by_hand():
-    assert steps_per_epoch(100, 32) == 4 and steps_per_epoch(96, 32) == 3
     assert dev_passes(3, 4, None) == 4  # 3 epoch ends + the final prediction
     # steps 1..12, every 5: 5 and 10; neither is an epoch end (4, 8, 12) -> 2 more; every 4: all are epoch ends
     assert dev_passes(3, 4, 5) == 6 and dev_passes(3, 4, 4) == 4
     work = job_work(SplitLengths(100, 2000, True), [SplitLengths(40, 1200, True)], [SplitLengths(70, 1400, True)],
-                    epochs=3, batch_size=32, eval_batch=32)
+                    epochs=3, per_epoch=4, eval_batch=32)
     assert (work.steps, work.train_tokens, work.train_seq) == (12, 6000, 20.0)
     assert work.eval_batches == 4 * 2 + 3  # 4 dev passes of 2 batches, 3 test batches
     assert work.eval_tokens == 4 * 1200 + 1400 and work.eval_seq == pytest.approx(6200 / 230)
@@ -75,7 +74,7 @@ def test_fit_rate_recovers_a_line_and_degenerate_cases():
 
 
 def test_job_seconds_and_schedule_by_hand():
-    work = job_work(SplitLengths(64, 640, True), [SplitLengths(32, 320, True)], [], epochs=1, batch_size=32,
+    work = job_work(SplitLengths(64, 640, True), [SplitLengths(32, 320, True)], [], epochs=1, per_epoch=2,
                     eval_batch=32)
     speed = Speed(Rate(0.1, 1e6), Rate(0.01, 2e6), startup_s=5.0)
     train = 640 * train_flops_per_token(S, 10) / 1e6  # 4.1728 s
@@ -165,3 +164,24 @@ def test_plan_estimate_prints_per_task_and_total(tiny_bert, real_glue, tmp_path)
     assert "full: no calibration: FLOP estimate" in out and "wall time on 2 slots" in out
     bad = glue_bench("plan", str(sweep), "--dry-run", "--estimate", "--device", "tpu", cwd=tmp_path, check=False)
     assert bad.returncode == 1 and "--device 'tpu': choose cpu or cuda" in bad.stderr
+
+
+def test_steps_per_epoch_is_the_rule_training_follows_with_several_ranks():
+    """A last partial batch smaller than one row per rank's micro-batch is skipped by training
+    (`fit` drops it): pricing counts the same steps (it used to count that batch with several ranks)."""
+    from glue_bench.train.data import train_batches
+
+    spec = JobSpec(task="rte", model="m", batch_size=32, num_procs=4, micro_batch_size=4)  # 4 ranks x 4 x accum 2
+    assert spec.smallest_batch(4) == 8
+    for rows in (96, 100, 103, 104, 127):
+        kept = [b for b in train_batches(np.arange(rows), 32, 0, 0, False) if len(b) >= spec.smallest_batch(4)]
+        assert spec.steps_per_epoch(rows, 4) == len(kept)
+    assert spec.steps_per_epoch(100, 4) == 3 and spec.steps_per_epoch(104, 4) == 4
+    assert spec.replace(micro_batch_size=None).steps_per_epoch(100, 1) == 4  # one rank, no accumulation
+    work, _ = spec_work(spec.replace(max_train_samples=100, predict_test=False))
+    assert work.steps == 3 * spec.epochs
+
+
+def test_eval_batch_rule():
+    assert JobSpec(task="rte", model="m", batch_size=32).eval_batch(1) == 64
+    assert JobSpec(task="rte", model="m", batch_size=32).eval_batch(4) == 32  # micro 8 -> at least 32

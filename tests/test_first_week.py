@@ -46,8 +46,8 @@ def test_help_options_and_defaults():
 
 
 def test_status_says_epoch_only_when_known_and_names_resumable_jobs(tmp_path):
-    from glue_bench.executors import claims
-    from glue_bench.results import JobDir, atomic_write_json
+    from glue_bench.results import claims
+    from glue_bench.results.job_folder import JobDir, atomic_write_json
 
     results = tmp_path / "results"
     specs = [rte(seed=1), rte(seed=2)]
@@ -87,7 +87,7 @@ def test_a_job_folder_with_a_corrupt_spec_is_named_by_the_report(tmp_path):
 
 
 def test_summaries_count_in_the_singular():
-    from glue_bench.cli_output import plural
+    from glue_bench.cli.output import plural
 
     assert (plural(1, "epoch"), plural(2, "epoch"), plural(1, "file")) == ("1 epoch", "2 epochs", "1 file")
 

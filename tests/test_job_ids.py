@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from glue_bench.sweep import expand_sweep, load_sweep
+from glue_bench.plan.sweep_file import expand_sweep, load_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 PINNED = ROOT / "tests" / "fixtures" / "job_ids"

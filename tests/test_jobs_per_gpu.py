@@ -11,9 +11,9 @@ import yaml
 from conftest import glue_bench
 
 from glue_bench.errors import GlueBenchError
-from glue_bench.executors import local
-from glue_bench.plan import plan_sweep
-from glue_bench.sweep import load_sweep, parse_sweep
+from glue_bench.plan.manifest import plan_sweep
+from glue_bench.plan.sweep_file import load_sweep, parse_sweep
+from glue_bench.run import local
 
 FAKE = Path(__file__).with_name("fake_job.py")
 

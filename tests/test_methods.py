@@ -3,9 +3,9 @@ import torch
 from tiny import MINILM, tiny_config
 
 from glue_bench.errors import GlueBenchError
-from glue_bench.methods import apply_method
-from glue_bench.methods.houlsby import Adapter, DropoutThenAdapter
 from glue_bench.spec import JobSpec
+from glue_bench.train.methods import apply_method
+from glue_bench.train.methods.houlsby import Adapter, DropoutThenAdapter
 
 
 def classifier(kind: str, num_labels: int = 2):
@@ -114,8 +114,8 @@ def test_unsupported_architecture_is_one_line_naming_it():
 
 
 def test_minilm_m64_trainable_count_is_605954():
-    from glue_bench.models import load_model
     from glue_bench.tasks import TASKS
+    from glue_bench.train.models import load_model
 
     model = load_model(MINILM, TASKS["sst2"])
     counts = apply_method(model, houlsby(64))

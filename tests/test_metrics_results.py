@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from glue_bench.metrics import compute_metrics, task_score
-from glue_bench.results import atomic_write_json, is_done
+from glue_bench.results.job_folder import atomic_write_json, is_done
+from glue_bench.results.metrics import compute_metrics, task_score
 from glue_bench.tasks import TASKS
 
 

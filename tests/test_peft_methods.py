@@ -7,9 +7,9 @@ from tiny import MINILM
 
 from glue_bench.errors import GlueBenchError
 from glue_bench.method_config import FAMILIES, MethodConfig
-from glue_bench.methods import REGISTRY, apply_method
-from glue_bench.methods.pfeiffer import PfeifferOutput
 from glue_bench.spec import JobSpec
+from glue_bench.train.methods import REGISTRY, apply_method
+from glue_bench.train.methods.pfeiffer import PfeifferOutput
 
 IDS = torch.tensor([[101, 2023, 2003, 1037, 3231, 102], [101, 2307, 2154, 102, 0, 0]])
 MASK = (IDS != 0).long()
@@ -58,8 +58,8 @@ def test_train_pooler_adds_the_pooler_and_refuses_encoders_without_one():
 
 
 def test_minilm_counts_from_the_issue():
-    from glue_bench.models import load_model
     from glue_bench.tasks import TASKS
+    from glue_bench.train.models import load_model
 
     expected = {"lora": ({"rank": 8}, 73_728), "pfeiffer": ({"bottleneck": 64}, 297_600),
                 "bitfit": ({}, 26_112), "ia3": ({}, 6 * (384 + 384 + 1536))}
@@ -201,7 +201,7 @@ def test_method_config_labels_and_size_groups():
 
 
 def test_ia3_scales_get_no_weight_decay():
-    from glue_bench.engine import optimizer_groups
+    from glue_bench.train.engine import optimizer_groups
 
     model = classifier("bert")
     apply_method(model, spec("ia3"))

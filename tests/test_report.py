@@ -4,9 +4,9 @@ import pytest
 from typer.testing import CliRunner
 
 from glue_bench.cli import app
-from glue_bench.collect import JobRecord
-from glue_bench.report import BEST_M, MAJORITY, build_rows, paper_total, report_data, select
-from glue_bench.results import atomic_write_json
+from glue_bench.report.aggregate import BEST_M, MAJORITY, build_rows, paper_total, report_data, select
+from glue_bench.report.collect import JobRecord
+from glue_bench.results.job_folder import atomic_write_json
 from glue_bench.tasks import TASKS
 
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from conftest import glue_bench, throwaway_slurm
 
-from glue_bench.executors.slurm import SlurmOptions, launcher_command, sbatch_script
-from glue_bench.results import is_done
+from glue_bench.results.job_folder import is_done
+from glue_bench.run.slurm import SlurmOptions, launcher_command, sbatch_script
 
 # -- the generated script and launcher lines (no Slurm needed) ---------------------------------------------
 
@@ -28,7 +28,7 @@ def test_sbatch_script_for_a_multi_node_gpu_array(tmp_path):
                      "#SBATCH --cpus-per-task=16", "#SBATCH --mem=64G", "#SBATCH --constraint=a100",
                      "#SBATCH --exclusive", "#SBATCH --requeue", "#SBATCH --signal=B:USR1@300"):
         assert expected in lines, expected
-    assert lines[-1] == (f"exec /py -m glue_bench.executors.slurm_task {(tmp_path / 'jobs' / 's').resolve()} "
+    assert lines[-1] == (f"exec /py -m glue_bench.run.slurm_task {(tmp_path / 'jobs' / 's').resolve()} "
                          f"{(tmp_path / 'a.json').resolve()} --ranks-per-node 4 --gpus-per-node 4")
 
 

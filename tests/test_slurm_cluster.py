@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT, glue_bench, throwaway_slurm
 from test_slurm import results, write_sweep
 
-from glue_bench.executors.slurm import rendezvous_port
+from glue_bench.run.slurm import rendezvous_port
 
 GLUE_BENCH = str(Path(sys.executable).with_name("glue-bench"))
 NODES = ("node1", "node2")
@@ -91,7 +91,7 @@ def one_host_reference(root: Path, folder: Path, num_procs: int = 1) -> subproce
         specs[-1].write_text(json.dumps(spec))
     if num_procs == 1:
         code = ("import json, sys; from pathlib import Path; from glue_bench.spec import JobSpec; "
-                "from glue_bench.train import main\n"
+                "from glue_bench.train.recipe import main\n"
                 "for f in sys.argv[1:]: main(JobSpec.from_dict(json.loads(Path(f).read_text())), Path(f).parent)")
         cmd = [sys.executable, "-c", code, *map(str, specs)]
     else:

@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 
 from glue_bench.cli import app
 from glue_bench.glue_files import read_split
-from glue_bench.results import atomic_write_json
-from glue_bench.submission import FILES, format_prediction, zip_bytes
+from glue_bench.report.submission import FILES, format_prediction, zip_bytes
+from glue_bench.results.job_folder import atomic_write_json
 
 runner = CliRunner()
 
@@ -117,7 +117,7 @@ def test_each_corruption_is_rejected_naming_the_problem(tmp_path, good, real_glu
 def test_not_a_zip_and_oversized_members(tmp_path, good, monkeypatch):
     result = validate(tmp_path, b"this is not a zip", "--allow-partial")
     assert result.exit_code == 1 and "not a readable zip file" in result.output
-    monkeypatch.setattr("glue_bench.submission.MAX_MEMBER_BYTES", 1000)
+    monkeypatch.setattr("glue_bench.report.submission.MAX_MEMBER_BYTES", 1000)
     result = validate(tmp_path, {"RTE.tsv": good["RTE.tsv"]}, "--allow-partial")
     assert result.exit_code == 1 and "over the 1000" in result.output
     buffer = io.BytesIO()

@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 
 from glue_bench.cli import app
 from glue_bench.errors import GlueBenchError
-from glue_bench.plan import plan_sweep
-from glue_bench.sweep import expand_sweep, job_size, load_sweep, parse_sweep
+from glue_bench.plan.manifest import plan_sweep
+from glue_bench.plan.sweep_file import expand_sweep, job_size, load_sweep, parse_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,7 +127,7 @@ def test_relative_paths_in_a_sweep_file_are_made_absolute(tmp_path, real_glue):
 
 
 def test_gpu_slots_pack_jobs_and_pin_them():
-    from glue_bench.executors.local import Slot, job_command, job_environment, make_slots
+    from glue_bench.run.local import Slot, job_command, job_environment, make_slots
 
     slots = make_slots([0, 1, 3], gpus_per_job=1, cpu_slots=None, procs_per_job=1)
     assert [(s.name, s.gpus) for s in slots] == [("gpu0", (0,)), ("gpu1", (1,)), ("gpu3", (3,))]

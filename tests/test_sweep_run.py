@@ -13,7 +13,7 @@ import pytest
 import yaml
 from conftest import glue_bench
 
-from glue_bench.results import is_done
+from glue_bench.results.job_folder import is_done
 
 
 def write_sweep(root: Path, model: Path, data: Path, **changes) -> Path:

@@ -13,7 +13,7 @@ import torch
 from conftest import glue_bench
 from safetensors.torch import load_file
 
-from glue_bench.results import is_done, prediction_rows
+from glue_bench.results.job_folder import is_done, prediction_rows
 
 
 def train_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
@@ -41,11 +41,11 @@ def sst2_run(tmp_path_factory, tiny_bert, real_glue) -> Path:
 
 
 def fresh_model(model_dir: Path, spec_path: Path):
-    from glue_bench.methods import apply_method
-    from glue_bench.models import load_model
-    from glue_bench.runtime import seed_everything
     from glue_bench.spec import JobSpec
     from glue_bench.tasks import get_task
+    from glue_bench.train.methods import apply_method
+    from glue_bench.train.models import load_model
+    from glue_bench.train.runtime import seed_everything
 
     spec = JobSpec.load(spec_path)
     seed_everything(spec.seed)
@@ -55,7 +55,7 @@ def fresh_model(model_dir: Path, spec_path: Path):
 
 
 def test_single_process_houlsby_job(sst2_run, tiny_bert):
-    from glue_bench.provenance import frozen_digest
+    from glue_bench.train.provenance import frozen_digest
 
     m = read_metrics(sst2_run)
     assert is_done(sst2_run)
@@ -82,7 +82,7 @@ def test_single_process_houlsby_job(sst2_run, tiny_bert):
 
 
 def test_keep_freed_memory_on_cpu_only():
-    from glue_bench.runtime import keep_freed_memory
+    from glue_bench.train.runtime import keep_freed_memory
 
     assert keep_freed_memory(torch.device("cpu")) is True  # Linux/glibc here
     assert keep_freed_memory(torch.device("cuda")) is False

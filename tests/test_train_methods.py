@@ -12,7 +12,7 @@ from conftest import glue_bench
 from safetensors.torch import load_file
 from test_train import fresh_model, history, read_metrics, start_job, train_args, wait_for
 
-from glue_bench.results import is_done
+from glue_bench.results.job_folder import is_done
 
 COMMON = ("--task", "sst2", "--batch-size", "16", "--epochs", "2", "--max-train-samples", "256",
           "--max-eval-samples", "96")
@@ -36,7 +36,7 @@ def runs(tmp_path_factory, tiny_bert, real_glue) -> dict[str, Path]:
 
 @pytest.mark.parametrize("method", list(METHODS))
 def test_job_done_frozen_unchanged_and_only_trainable_saved(runs, tiny_bert, method):
-    from glue_bench.provenance import frozen_digest
+    from glue_bench.train.provenance import frozen_digest
 
     out = runs[method]
     m = read_metrics(out)
@@ -68,9 +68,10 @@ def test_peft_folder_loads_with_peft_and_gives_the_same_logits(runs, tiny_bert, 
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification
 
-    from glue_bench.predict import load_trained_model
+    from glue_bench.results.job_folder import JobDir
     from glue_bench.spec import JobSpec
     from glue_bench.tasks import get_task
+    from glue_bench.train.weights import load_weights
 
     folder = runs[method] / "peft"
     assert {p.name for p in folder.iterdir()} == {"adapter_config.json", "adapter_model.safetensors"}
@@ -78,7 +79,7 @@ def test_peft_folder_loads_with_peft_and_gives_the_same_logits(runs, tiny_bert, 
     base = AutoModelForSequenceClassification.from_pretrained(str(tiny_bert), num_labels=2)
     loaded = PeftModel.from_pretrained(base, str(folder)).eval()
     spec = JobSpec.load(runs[method] / "spec.json")
-    ours, _ = load_trained_model(runs[method], spec, get_task("sst2"))
+    ours, _ = load_weights(JobDir(runs[method]), spec, get_task("sst2"))
     ids = torch.tensor([[101, 2023, 2003, 1037, 2204, 3185, 102], [101, 6659, 102, 0, 0, 0, 0]])
     mask = (ids != 0).long()
     torch.testing.assert_close(loaded(input_ids=ids, attention_mask=mask).logits,

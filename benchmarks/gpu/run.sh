@@ -43,8 +43,8 @@ YAML
 (cd "$WORK" && glue-bench plan gpu8.yaml > plan.txt)
 python - "$DATA" <<'PY'  # tokenise the four tasks first: every N then starts from the same warm cache
 import sys
-from glue_bench.data import TokenCache
-from glue_bench.models import load_tokenizer
+from glue_bench.train.data import TokenCache
+from glue_bench.train.models import load_tokenizer
 from glue_bench.tasks import get_task
 tokenizer, cache = load_tokenizer("sentence-transformers/all-MiniLM-L6-v2"), TokenCache()
 for name in ("rte", "mrpc", "stsb", "cola"):

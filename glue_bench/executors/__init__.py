@@ -1,0 +1,1 @@
+"""Kept for Slurm batch scripts written before the executors moved to `glue_bench.run`."""

@@ -1,0 +1,178 @@
+"""Plan a sweep: one JSON spec per job under jobs/<name>/ and a manifest that `run` follows (no torch).
+
+Planning is idempotent: an unchanged sweep rewrites nothing; a new seed adds jobs and keeps the rest; specs
+that left the sweep move to jobs/<name>/retired/ and leave the manifest (their results stay).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from glue_bench.errors import GlueBenchError
+from glue_bench.plan.sweep_file import Sweep, expand_sweep, job_size
+from glue_bench.results import schemas
+from glue_bench.results.job_folder import JobDir, atomic_write_json, atomic_write_text, read_json
+from glue_bench.spec import JobSpec
+from glue_bench.tasks import HUB_DATASET, TASKS
+from glue_bench.train.preflight import check_model, data_folder, missing_files
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Plan:
+    """What planning did (or, with dry_run, would do)."""
+
+    jobs_dir: Path
+    results_dir: Path
+    jobs: list[JobSpec]
+    written: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    manifest_changed: bool = False
+
+
+def missing_data(sweep: Sweep, specs: list[JobSpec]) -> dict[str, str]:
+    """Task -> why its data is not available in the sweep's source (empty when everything is there)."""
+    folder = data_folder(sweep.data)
+    problems = {}
+    for task in dict.fromkeys(s.task for s in specs):
+        if folder is None:
+            problem = _hub_problem(task)
+        elif not folder.is_dir():
+            problem = f"data folder {folder} does not exist"
+        else:
+            missing = missing_files(task, folder, any(s.predict_test for s in specs if s.task == task))
+            problem = f"missing {', '.join(missing)} in {folder}" if missing else None
+        if problem:
+            problems[task] = problem
+    return problems
+
+
+def _hub_problem(task: str) -> str | None:
+    try:
+        import datasets
+
+        datasets.load_dataset_builder(HUB_DATASET, task)
+    except Exception as e:  # unreachable hub or no such config
+        return f"cannot reach {HUB_DATASET}/{task} on the Hugging Face hub ({type(e).__name__}); use a glue_data folder"
+    return None
+
+
+def plan_sweep(sweep: Sweep, jobs_root: Path = Path("jobs"), results_root: Path = Path("results"),
+               skip_missing: bool = False, dry_run: bool = False) -> Plan:
+    specs = expand_sweep(sweep)
+    check_model(sweep.model)
+    problems = missing_data(sweep, specs)
+    if problems and not skip_missing:
+        task, why = next(iter(problems.items()))
+        raise GlueBenchError(f"{TASKS[task].display}: {why} (fix the data, or plan with --skip-missing)")
+    specs = [s for s in specs if s.task not in problems]
+    jobs_dir = Path(jobs_root) / sweep.name
+    plan = Plan(jobs_dir=jobs_dir, results_dir=(Path(results_root) / sweep.name).resolve(), jobs=specs,
+                skipped=problems)
+    wanted = {s.job_id for s in specs}
+    for spec in specs:
+        path = jobs_dir / f"{spec.job_id}.json"
+        if path.is_file() and path.read_text() == spec.to_json():
+            plan.unchanged.append(spec.job_id)
+            continue
+        plan.written.append(spec.job_id)
+        if not dry_run:
+            atomic_write_text(path, spec.to_json())
+    for path in sorted(jobs_dir.glob("*.json")):
+        if path.name != MANIFEST and path.stem not in wanted:
+            plan.retired.append(path.stem)
+            if not dry_run:
+                (jobs_dir / "retired").mkdir(parents=True, exist_ok=True)
+                path.replace(jobs_dir / "retired" / path.name)
+    manifest = {
+        "schema_version": schemas.MANIFEST,
+        "name": sweep.name,
+        "sweep_file": sweep.source,
+        "results_dir": str(plan.results_dir),
+        "gpus_per_job": sweep.gpus_per_job,
+        "procs_per_job": sweep.procs_per_job,
+        "jobs_per_gpu": sweep.jobs_per_gpu,
+        "wandb": sweep.wandb,
+        "skipped": problems,
+        "jobs": [{"id": s.job_id, "task": s.task, "method": s.method, "bottleneck": s.bottleneck,
+                  "size": job_size(s)} for s in specs],
+    }
+    plan.manifest_changed = read_json(jobs_dir / MANIFEST) != manifest
+    if plan.manifest_changed and not dry_run:
+        atomic_write_json(jobs_dir / MANIFEST, manifest)
+    return plan
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestEntry:
+    """One job of a planned sweep."""
+
+    id: str
+    task: str
+    method: str
+    bottleneck: int | None
+    size: int
+    """Training examples x epochs (largest first)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """jobs/<sweep>/manifest.json: what `run` follows, read in one place (`load_manifest`)."""
+
+    name: str
+    results_dir: Path
+    jobs: tuple[ManifestEntry, ...]
+    gpus_per_job: int | str = "auto"
+    procs_per_job: int = 1
+    jobs_per_gpu: int = 1
+    """Jobs sharing each GPU (the sweep's `jobs_per_gpu`; `run --jobs-per-gpu` overrides)."""
+    sweep_file: str | None = None
+    wandb: dict = field(default_factory=dict)
+    skipped: dict = field(default_factory=dict)
+
+    @property
+    def by_size(self) -> list[str]:
+        """Job ids, largest first (stable for equal sizes)."""
+        return [e.id for e in sorted(self.jobs, key=lambda e: -e.size)]
+
+    @property
+    def entries(self) -> dict[str, ManifestEntry]:
+        return {e.id: e for e in self.jobs}
+
+    def job_dir(self, job_id: str) -> JobDir:
+        return JobDir(self.results_dir / job_id)
+
+
+def load_manifest(jobs_dir: Path) -> Manifest:
+    """The manifest of a planned sweep, or a one-line error saying how to make one."""
+    data = read_json(Path(jobs_dir) / MANIFEST)
+    try:
+        return Manifest(name=data["name"], results_dir=Path(data["results_dir"]),
+                        jobs=tuple(ManifestEntry(e["id"], e["task"], e["method"], e.get("bottleneck"),
+                                                 int(e.get("size", 0))) for e in data["jobs"]),
+                        gpus_per_job=data.get("gpus_per_job", 1), procs_per_job=data.get("procs_per_job", 1),
+                        jobs_per_gpu=int(data.get("jobs_per_gpu", 1)),
+                        sweep_file=data.get("sweep_file"), wandb=data.get("wandb") or {},
+                        skipped=data.get("skipped") or {})
+    except (TypeError, KeyError, ValueError):
+        raise GlueBenchError(f"{jobs_dir} has no valid {MANIFEST}: run `glue-bench plan SWEEP.yaml` first") from None
+
+
+def load_job(jobs_dir: Path, job_id: str) -> JobSpec:
+    return JobSpec.load(Path(jobs_dir) / f"{job_id}.json")
+
+
+def describe(plan: Plan) -> str:
+    """One-paragraph summary of a plan for the terminal."""
+    by_task: dict[str, int] = {}
+    for s in plan.jobs:
+        by_task[s.task] = by_task.get(s.task, 0) + 1
+    parts = [f"{len(plan.jobs)} jobs in {plan.jobs_dir} ({', '.join(f'{t} {n}' for t, n in by_task.items())})",
+             f"{len(plan.written)} new or changed, {len(plan.unchanged)} unchanged, {len(plan.retired)} retired",
+             f"results go to {plan.results_dir}"]
+    parts += [f"skipped {TASKS[t].display}: {why}" for t, why in plan.skipped.items()]
+    return "; ".join(parts[:3]) + ("\n" + "\n".join(parts[3:]) if parts[3:] else "")

@@ -1,0 +1,288 @@
+"""Pure aggregation: job records -> the GLUE table (selection, mean +- std, scores, parameter cost).
+
+Selection follows Houlsby et al.: per task and method configuration (a family with its structural parameters:
+full, houlsby m=8, lora r=8 a=16, ...; see `method_config`), the setting (learning rate, epochs, other
+hyperparameters) with the best mean dev task score over its seeds; ties go to more seeds, then the smaller
+learning rate, then fewer epochs. A cell is mean +- std (sample std, ddof=1; 0
+for one seed) over the chosen setting's seeds, in percent.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+
+from glue_bench.method_config import MethodConfig
+from glue_bench.report.collect import JobRecord, read_dev_labels
+from glue_bench.results import schemas
+from glue_bench.tasks import GLUE_TASKS, TASKS
+
+# (column, task, split, metric)
+COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("CoLA", "cola", "dev", "matthews_correlation"),
+    ("SST-2", "sst2", "dev", "accuracy"),
+    ("MRPC F1", "mrpc", "dev", "f1"),
+    ("MRPC acc", "mrpc", "dev", "accuracy"),
+    ("STS-B P", "stsb", "dev", "pearson"),
+    ("STS-B S", "stsb", "dev", "spearman"),
+    ("QQP F1", "qqp", "dev", "f1"),
+    ("QQP acc", "qqp", "dev", "accuracy"),
+    ("MNLI-m", "mnli", "dev_matched", "accuracy"),
+    ("MNLI-mm", "mnli", "dev_mismatched", "accuracy"),
+    ("QNLI", "qnli", "dev", "accuracy"),
+    ("RTE", "rte", "dev", "accuracy"),
+    ("WNLI", "wnli", "dev", "accuracy"),
+)
+# Houlsby et al.'s "Total": the plain mean of these nine columns (WNLI left out).
+PAPER_TOTAL_COLUMNS = ("CoLA", "SST-2", "MRPC F1", "STS-B S", "QQP F1", "MNLI-m", "MNLI-mm", "QNLI", "RTE")
+BEST_M = "houlsby (best m per task)"  # MethodConfig.best_size_label of houlsby
+MAJORITY = "majority class"
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """mean +- std over seeds, in percent, and the number of seeds."""
+
+    mean: float
+    std: float
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """The setting chosen for one (task, configuration)."""
+
+    task: str
+    config: str
+    learning_rate: float
+    epochs: int
+    setting: str
+    mean_score: float
+    records: tuple[JobRecord, ...]
+    method: MethodConfig
+
+    @property
+    def budget_parameters(self) -> int | None:
+        """Trainable parameters without the head (see `JobRecord.budget_parameters`)."""
+        return self.records[0].budget_parameters
+
+    @property
+    def base_model(self) -> int | None:
+        return self.records[0].base_model
+
+    @property
+    def best_seed(self) -> JobRecord:
+        """The seed with the best dev task score (ties: the smaller seed)."""
+        return max(self.records, key=lambda r: (r.task_score, -r.seed))
+
+
+@dataclass
+class Row:
+    label: str
+    kind: str  # "method", "best-size" or "baseline"
+    method: MethodConfig | None = None
+    """The configuration of a method row (None for best-size and baseline rows)."""
+    family: str | None = None
+    """The method family of a method or best-size row."""
+    cells: dict[str, Cell] = field(default_factory=dict)
+    task_scores: dict[str, float] = field(default_factory=dict)
+    selections: dict[str, Selection] = field(default_factory=dict)
+    trainable: dict[str, int] = field(default_factory=dict)
+    trainable_percent: dict[str, float] = field(default_factory=dict)
+    delta_vs_full: float | None = None
+
+    @property
+    def glue_score(self) -> float | None:
+        """Official GLUE score: the mean of the nine task scores (None unless all nine exist)."""
+        if all(t in self.task_scores for t in GLUE_TASKS):
+            return statistics.fmean(self.task_scores[t] for t in GLUE_TASKS)
+        return None
+
+    @property
+    def paper_total(self) -> float | None:
+        """Houlsby et al.'s Total (None unless all nine columns exist)."""
+        return paper_total({c: cell.mean for c, cell in self.cells.items()})
+
+    @property
+    def missing_tasks(self) -> list[str]:
+        return [t for t in GLUE_TASKS if t not in self.task_scores]
+
+
+def paper_total(values: dict[str, float]) -> float | None:
+    """Mean of CoLA, SST-2, MRPC F1, STS-B Spearman, QQP F1, MNLI-m, MNLI-mm, QNLI and RTE."""
+    if not all(c in values for c in PAPER_TOTAL_COLUMNS):
+        return None
+    return statistics.fmean(values[c] for c in PAPER_TOTAL_COLUMNS)
+
+
+def glue_score(task_scores: dict[str, float]) -> float | None:
+    if not all(t in task_scores for t in GLUE_TASKS):
+        return None
+    return statistics.fmean(task_scores[t] for t in GLUE_TASKS)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def select(records: list[JobRecord]) -> list[Selection]:
+    """Per (task, configuration), the setting with the best mean dev task score over seeds."""
+    groups: dict[tuple, list[JobRecord]] = {}
+    for r in records:
+        if r.done and r.task_score is not None:
+            groups.setdefault((r.task, r.config, r.learning_rate, r.epochs, r.setting), []).append(r)
+    best: dict[tuple[str, str], Selection] = {}
+    for (task, config, lr, epochs, setting), group in groups.items():
+        candidate = Selection(task, config, lr, epochs, setting, statistics.fmean(r.task_score for r in group),
+                              tuple(sorted(group, key=lambda r: r.seed)), group[0].method_config)
+        current = best.get((task, config))
+        if current is None or _rank(candidate) > _rank(current):
+            best[(task, config)] = candidate
+    return sorted(best.values(), key=lambda s: (GLUE_TASKS.index(s.task), s.method.order))
+
+
+def _rank(s: Selection) -> tuple:
+    return (s.mean_score, len(s.records), -s.learning_rate, -s.epochs)
+
+
+def _fill(row: Row, selection: Selection) -> None:
+    row.selections[selection.task] = selection
+    row.task_scores[selection.task] = 100 * selection.mean_score
+    for column, task, split, metric in COLUMNS:
+        if task == selection.task:
+            values = [100 * r.dev[split][metric] for r in selection.records]
+            row.cells[column] = Cell(*mean_std(values), len(values))
+    first = selection.records[0]
+    if first.trainable is not None and first.base_model:
+        row.trainable[selection.task] = first.trainable
+        row.trainable_percent[selection.task] = 100 * first.trainable / first.base_model
+
+
+def build_rows(records: list[JobRecord]) -> list[Row]:
+    """The table's rows: each configuration (families in `FAMILIES` order, then by size), a "best size per
+    task" row for each family swept at several sizes (`houlsby (best m per task)`, `lora (best r per task)`),
+    and the majority-class baseline."""
+    selections = select(records)
+    rows: dict[MethodConfig, Row] = {}
+    for s in selections:
+        rows.setdefault(s.method, Row(label=s.config, kind="method", method=s.method, family=s.method.family))
+        _fill(rows[s.method], s)
+    ordered = [rows[c] for c in sorted(rows, key=lambda c: c.order)]
+    groups: dict[tuple, list[Selection]] = {}
+    for s in selections:
+        if s.method.size_group is not None:
+            groups.setdefault(s.method.size_group, []).append(s)
+    for group in sorted(groups.values(), key=lambda g: g[0].method.order):
+        if len({s.method.size for s in group}) < 2:
+            continue
+        best = Row(label=group[0].method.best_size_label, kind="best-size", family=group[0].method.family)
+        for task in GLUE_TASKS:
+            options = [s for s in group if s.task == task]
+            if options:  # the best configuration on dev; ties go to the smaller size
+                _fill(best, max(options, key=lambda s: (s.mean_score, -s.method.size)))
+        at = max(i for i, row in enumerate(ordered) if row.method is not None
+                 and row.method.size_group == group[0].method.size_group)
+        ordered.insert(at + 1, best)
+    baseline = majority_row(records)
+    if baseline.task_scores:
+        ordered.append(baseline)
+    full = rows.get(MethodConfig("full"))
+    for row in ordered:
+        if full is not None and row is not full:
+            shared = [t for t in row.task_scores if t in full.task_scores]
+            if shared:
+                row.delta_vs_full = statistics.fmean(row.task_scores[t] - full.task_scores[t] for t in shared)
+    return ordered
+
+
+def majority_row(records: list[JobRecord]) -> Row:
+    """Predict the training set's majority class (STS-B: its mean score) on each task's dev labels."""
+    import numpy as np
+
+    from glue_bench.results.metrics import compute_metrics
+
+    row = Row(label=MAJORITY, kind="baseline")
+    for task_name in GLUE_TASKS:
+        done = [r for r in records if r.task == task_name and r.done and r.train_label_distribution]
+        if not done:
+            continue
+        task, first = TASKS[task_name], done[0]
+        dist = first.train_label_distribution
+        constant = dist["mean"] if task.is_regression else int(np.argmax(dist["counts"]))
+        dev: dict[str, dict[str, float]] = {}
+        for split in task.dev_splits:
+            labels = np.asarray(read_dev_labels(first, split))
+            dev[split] = compute_metrics(task, split, np.full(len(labels), constant), labels)
+        row.task_scores[task_name] = 100 * statistics.fmean(dev[s][m] for s, m in task.score)
+        for column, t, split, metric in COLUMNS:
+            if t == task_name:
+                row.cells[column] = Cell(100 * dev[split][metric], 0.0, 1)
+    return row
+
+
+def missing_jobs(records: list[JobRecord], planned: list[str] | None = None) -> dict[str, list[str]]:
+    """Jobs that are not done: failed ones (with their error) and ones without results."""
+    failed = [f"{r.job_id}: {r.error}" for r in records if not r.done and r.error]
+    unfinished = [r.job_id for r in records if not r.done and not r.error]
+    seen = {r.job_id for r in records}
+    absent = [j for j in (planned or []) if j not in seen]
+    return {"failed": failed, "unfinished": unfinished, "not started": absent}
+
+
+def report_data(name: str, rows: list[Row], records: list[JobRecord], planned: list[str] | None = None) -> dict:
+    """The report as plain data: the JSON file's content (schema in docs/report.md)."""
+    def num(x: float | None) -> float | None:
+        return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(x, 4)
+
+    return {
+        "schema_version": schemas.REPORT,
+        "sweep": name,
+        "columns": [c[0] for c in COLUMNS],
+        "rows": [{
+            "label": row.label,
+            "kind": row.kind,
+            "method": row.method.to_dict() if row.method else None,
+            "cells": {c: {"mean": num(cell.mean), "std": num(cell.std), "n": cell.n} for c, cell in row.cells.items()},
+            "task_scores": {t: num(v) for t, v in row.task_scores.items()},
+            "glue_score": num(row.glue_score),
+            "paper_total": num(row.paper_total),
+            "trainable": row.trainable,
+            "trainable_percent": {t: num(v) for t, v in row.trainable_percent.items()},
+            "delta_vs_full": num(row.delta_vs_full),
+            "missing_tasks": row.missing_tasks,
+            "selection": {t: {"config": s.config, "learning_rate": s.learning_rate, "epochs": s.epochs,
+                              "mean_task_score": num(100 * s.mean_score), "seeds": [r.seed for r in s.records],
+                              "jobs": [r.job_id for r in s.records]} for t, s in row.selections.items()},
+        } for row in rows],
+        "jobs": {"total": len(records), "done": sum(r.done for r in records),
+                 **missing_jobs(records, planned)},
+    }
+
+
+def matching_configs(records: list[JobRecord], method: str, params: dict | None = None) -> list[MethodConfig]:
+    """The configurations of done jobs of family `method` whose structural parameters include `params`."""
+    params = {k: v for k, v in (params or {}).items() if v is not None}
+    found = {r.method_config for r in records if r.done and r.method == method}
+    return sorted((c for c in found if all(_same(c.get(k, False if k == "train_pooler" else None), v)
+                                           for k, v in params.items())), key=lambda c: c.order)
+
+
+def _same(a, b) -> bool:
+    return math.isclose(a, b) if isinstance(a, float) or isinstance(b, float) else a == b
+
+
+def choose_for_submission(records: list[JobRecord], method: MethodConfig | None = None,
+                          learning_rate: float | None = None) -> dict[str, Selection]:
+    """Per task, the selection to submit: the best configuration on dev (default) or the one asked for."""
+    if learning_rate is not None:
+        records = [r for r in records if math.isclose(r.learning_rate, learning_rate, rel_tol=1e-9)]
+    selections = select(records)
+    if method is not None:
+        return {s.task: s for s in selections if s.method == method}
+    chosen: dict[str, Selection] = {}
+    for s in selections:  # ties: the family listed first (full before the parameter-efficient ones)
+        current = chosen.get(s.task)
+        if current is None or (s.mean_score, -s.method.order[0]) > (current.mean_score, -current.method.order[0]):
+            chosen[s.task] = s
+    return chosen

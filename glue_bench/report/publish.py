@@ -1,0 +1,209 @@
+"""What a finished sweep produces: the report files (+ a wandb summary run) and the leaderboard zip.
+
+Library functions behind `glue-bench report`, `submit` and the end of `sweep`; they return what they did,
+the CLI prints it. No torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from glue_bench.errors import GlueBenchError
+from glue_bench.report import render
+from glue_bench.report.aggregate import Row, build_rows, choose_for_submission, missing_jobs, report_data
+from glue_bench.report.collect import JobRecord, collect
+from glue_bench.results.job_folder import JobDir, atomic_write_json, read_json
+from glue_bench.spec import WANDB_MODES
+from glue_bench.tasks import GLUE_TASKS, TASKS
+
+
+@dataclass
+class Report:
+    """A written report: its rows, records, what is missing and the files."""
+
+    title: str
+    rows: list[Row]
+    records: list[JobRecord]
+    missing: list[str]
+    files: list[Path]
+    wandb_run: str | None = None
+    budgets: list = field(default_factory=list)
+    """`budgets.BudgetColumn`s of the equal-budget table."""
+    reference: tuple | None = None
+    """(`references.Reference`, its `Comparison`s) with `--reference`."""
+
+
+def write_report(results_dir: Path, out_dir: Path | None = None, wandb: str | None = None,
+                 budgets: tuple[float, ...] | None = None, reference: str | None = None) -> Report:
+    """Collect `results_dir`, write report.{md,csv,tex,json} and plots, and log a wandb summary run.
+    `budgets`: percentages for the equal-budget table (default `budgets.DEFAULT_BUDGETS`); `reference`: the
+    name of a published table to put beside the rows."""
+    from glue_bench.report.aggregate import select
+    from glue_bench.report.budgets import DEFAULT_BUDGETS, budget_data, budget_table
+    from glue_bench.report.references import compare, get_reference
+
+    published = get_reference(reference) if reference is not None else None
+    results_dir = Path(results_dir)
+    if wandb is not None and wandb not in WANDB_MODES:
+        raise GlueBenchError(f"--wandb {wandb!r}: choose {', '.join(WANDB_MODES)}")
+    if not results_dir.is_dir():
+        raise GlueBenchError(f"no results folder {results_dir}")
+    unreadable: dict[str, str] = {}
+    records = collect(results_dir, unreadable)
+    if not records:
+        raise GlueBenchError(f"{results_dir} holds no job results yet")
+    rows = build_rows(records)
+    columns = budget_table(select(records), budgets or DEFAULT_BUDGETS)
+    data = report_data(results_dir.name, rows, records)
+    data["budgets"] = budget_data(columns)
+    compared = (published, compare(published, rows)) if published is not None else None
+    if compared is not None:
+        data["reference"] = {"name": published.name, "citation": published.citation, "split": published.split,
+                             "rows": [{"row": c.row.label, "published": c.published.label if c.published else None,
+                                       "published_scores": c.published.scores if c.published else {},
+                                       "differences": {k: round(v, 4) for k, v in c.differences.items()}}
+                                      for c in compared[1]]}
+    gaps = missing_jobs(records)
+    gaps["unreadable"] = [f"{name}: {why}" for name, why in unreadable.items()]
+    missing = [f"{len(v)} {k}" + (f" ({'; '.join(v[:3])})" if k in ("failed", "unreadable") else "")
+               for k, v in gaps.items() if v]
+    out = Path(out_dir) if out_dir is not None else results_dir / "report"
+    try:
+        files = render.write_all(data, rows, out, missing, columns, compared)
+    except OSError as e:
+        raise GlueBenchError(f"cannot write the report to {out}: {e.strerror or e}") from None
+    report = Report(f"{results_dir.name}: {data['jobs']['done']} of {len(records)} jobs done", rows, records,
+                    missing, files, budgets=columns, reference=compared)
+    if wandb is not None:
+        report.wandb_run = log_report_run(results_dir, report, out / "report.json", wandb)
+    return report
+
+
+def log_report_run(results_dir: Path, report: Report, report_json: Path, mode: str) -> str | None:
+    """One wandb run in the sweep's group with the table, the plots and report.json; its id."""
+    from glue_bench.results import tracking
+
+    spec = read_json(JobDir(report.records[0].path).spec_path) or {}
+    names, columns = render.budget_columns(report.budgets)
+    budget_table = (["task", *(c[0] for c in columns)],
+                    [[name, *(c[1][i].replace("\n", " ") for c in columns)] for i, name in enumerate(names)])
+    tables = {"glue_table": render.table_rows(report.rows), "budget_table": budget_table}
+    return tracking.log_report(
+        mode, project=spec.get("wandb_project", "glue-bench"), entity=spec.get("wandb_entity"),
+        sweep=results_dir.name, tables=tables, images=[f for f in report.files if f.suffix == ".png"],
+        report_json=report_json, directory=results_dir)
+
+
+@dataclass
+class Submission:
+    """A written leaderboard zip and what went into it."""
+
+    zip: Path
+    files: list[str]
+    chosen: dict[str, dict]
+    missing: list[str] = field(default_factory=list)
+
+
+class SubmissionRefused(GlueBenchError):
+    """The zip would be incomplete or invalid: nothing was written; `problems` says why, one per line."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__(problems[0] if len(problems) == 1 else f"{len(problems)} problems: " + "; ".join(problems))
+        self.problems = problems
+
+
+def write_submission(results_dir: Path, out: Path, select: str = "best-dev", method: str | None = None,
+                     bottleneck: int | None = None, learning_rate: float | None = None, wnli: str = "model",
+                     allow_partial: bool = False, data_dir: Path | None = None,
+                     params: dict | None = None) -> Submission:
+    """Write the leaderboard zip from the chosen jobs' test predictions, validated before it is written.
+
+    `method` (+ `bottleneck` or `params`: rank, alpha, target_modules, train_pooler) submits one configuration
+    instead of the best on dev; it must name exactly one configuration of the sweep's done jobs."""
+    from glue_bench.method_config import FAMILIES, STRUCTURAL, MethodConfig
+    from glue_bench.report.aggregate import matching_configs
+    from glue_bench.report.submission import build_members, validate_members, write_zip
+
+    if select != "best-dev" and method is None:
+        raise GlueBenchError(f"--select {select!r}: use best-dev, or --method (and its parameters) for one "
+                             "configuration")
+    if method is not None and method not in FAMILIES:
+        raise GlueBenchError(f"--method {method!r}: choose one of {', '.join(FAMILIES)}")
+    if wnli not in ("model", "majority"):
+        raise GlueBenchError(f"--wnli {wnli!r}: use model or majority")
+    if not Path(results_dir).is_dir():
+        raise GlueBenchError(f"no results folder {results_dir}")
+    records = collect(results_dir)
+    config = None
+    if method is not None:
+        asked = {**(params or {}), "bottleneck": bottleneck}
+        configs = matching_configs(records, method, asked)
+        if not configs:
+            have = sorted({r.config for r in records if r.done})
+            wanted = MethodConfig(method, tuple((k, asked[k]) for k in STRUCTURAL if asked.get(k) not in (None, False)))
+            wanted = wanted.label
+            raise GlueBenchError(f"no done job of {wanted} in {results_dir}; "
+                                 f"it has {', '.join(have) or 'no done jobs'}")
+        if len(configs) > 1:
+            size = FAMILIES[method].size
+            raise GlueBenchError(f"--method {method} matches {len(configs)} configurations "
+                                 f"({', '.join(c.label for c in configs)}): say which"
+                                 + (f" with --{size}" if size else ""))
+        config = configs[0]
+    chosen = choose_for_submission(records, config, learning_rate)
+    jobs, problems = {}, []
+    for task in GLUE_TASKS:
+        if task == "wnli" and wnli == "majority":
+            continue
+        sel = chosen.get(task)
+        if sel is None:
+            problems.append(f"{TASKS[task].display}: no done job" + (f" for {config.label}" if config else ""))
+            continue
+        best = sel.best_seed
+        lacking = [s for s in TASKS[task].test_splits if s not in best.predictions]
+        if lacking:
+            problems.append(f"{TASKS[task].display}: {best.job_id} has no test predictions ({', '.join(lacking)})")
+            continue
+        jobs[task] = best
+    if problems and not allow_partial:
+        raise SubmissionRefused(problems)
+    if not jobs and wnli != "majority":
+        raise SubmissionRefused(problems or ["no task has test predictions"])
+    members = build_members({t: r.path for t, r in jobs.items()}, wnli == "majority", data_dir)
+    per_file, overall = validate_members(members, data_dir, allow_partial=True)
+    bad = [f"{name}: {'; '.join(p)}" for name, p in per_file.items() if p] + overall
+    if bad:
+        raise SubmissionRefused(bad)
+    write_zip(members, out)
+    choice = {TASKS[t].display: {"job": r.job_id, "config": chosen[t].config, "learning_rate": r.learning_rate,
+                                 "epochs": r.epochs, "seed": r.seed, "dev_task_score": r.task_score}
+              for t, r in jobs.items()}
+    if wnli == "majority":
+        choice["WNLI"] = {"job": None, "config": "majority class (all 0)"}
+    atomic_write_json(Path(out).with_suffix(".json"), {"zip": str(out), "files": sorted(members), "chosen": choice,
+                                                       "missing": problems})
+    return Submission(Path(out), sorted(members), choice, problems)
+
+
+def submission_gaps(results_dir: Path) -> list[str]:
+    """The tasks a best-dev submission would lack test predictions for (empty: a full zip can be written)."""
+    chosen = choose_for_submission(collect(results_dir))
+    return [t for t in GLUE_TASKS if t not in chosen
+            or not all(s in chosen[t].best_seed.predictions for s in TASKS[t].test_splits)]
+
+
+@dataclass
+class Finished:
+    report: Report
+    submission: Submission | None
+    lacking: list[str]
+
+
+def finish_sweep(results_dir: Path, wandb: str | None = None) -> Finished:
+    """After a sweep: the report, and the submission zip when every task has test predictions."""
+    report = write_report(results_dir, wandb=wandb)
+    lacking = submission_gaps(results_dir)
+    if lacking:
+        return Finished(report, None, lacking)
+    return Finished(report, write_submission(results_dir, Path(results_dir) / "submission.zip"), [])

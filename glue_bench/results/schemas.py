@@ -1,0 +1,13 @@
+"""The schema version of every file glue-bench writes, in one place (docs/results.md, docs/report.md).
+
+A reader refuses (or reads the old way) a file of another version; a change to a file's fields bumps its
+number here and adds a reader for the previous one."""
+
+METRICS = 1
+"""`metrics.json` of a job (`glue_bench.results.record.MetricsRecord`)."""
+REPORT = 2
+"""`report.json` of a sweep; 2: rows carry `method`, best-size rows (was best-m), budgets, reference."""
+MANIFEST = 1
+"""`jobs/<sweep>/manifest.json` (`glue_bench.plan.manifest.Manifest`)."""
+CALIBRATIONS = 1
+"""`<cache>/calibrations.json` (`glue_bench.cost.calibration`)."""

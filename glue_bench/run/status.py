@@ -1,0 +1,62 @@
+"""Where a planned sweep stands, read from its results folder (no torch): done, running, failed, pending."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from glue_bench.errors import GlueBenchError
+from glue_bench.plan.manifest import load_manifest
+from glue_bench.results import claims
+
+
+def sweep_status(jobs_dir: Path, verify: bool = False) -> dict[str, list[dict]]:
+    """Counts and details of a sweep's jobs. "Done" is the stat check; `verify` also re-reads every
+    prediction file (rows and sha256), which costs a pass over all of them."""
+    manifest = load_manifest(jobs_dir)
+    status: dict[str, list[dict]] = {"done": [], "running": [], "failed": [], "pending": []}
+    for entry in manifest.jobs:
+        job = manifest.job_dir(entry.id)
+        if job.is_done(verify=verify):
+            status["done"].append({"id": entry.id})
+        elif (where := claims.claim_summary(job.path)) is not None:
+            progress = job.progress()
+            status["running"].append({"id": entry.id, "where": where, "step": progress.get("step"),
+                                      "epoch": progress.get("epoch")})
+        elif (error := job.error()) is not None:
+            status["failed"].append({"id": entry.id, "error": job.error_summary(), "attempt": error.get("attempt")})
+        else:
+            status["pending"].append({"id": entry.id, "resumable": job.is_resumable()})
+    return status
+
+
+def eta_line(jobs_dir: Path, status: dict[str, list[dict]]) -> str | None:
+    """`status`'s ETA: the estimate of the jobs left (glue_bench.cost.eta, no torch) on as many slots as jobs run
+    now, corrected by the running jobs' reported throughput; None when the jobs have no estimate."""
+    from glue_bench.cost.calibration import Target
+    from glue_bench.cost.eta import job_estimates, latest_training_record, sweep_eta
+    from glue_bench.plan.manifest import load_job
+    from glue_bench.run.slots import gpu_name
+
+    manifest = load_manifest(jobs_dir)
+    left = [j["id"] for j in status["running"] + status["pending"]]
+    if not left:
+        return None
+    specs = []
+    for job_id in left:  # the ETA is a nicety: a spec that cannot be read leaves its job out, never fails status
+        try:
+            specs.append(load_job(jobs_dir, job_id))
+        except GlueBenchError:
+            continue
+    if not specs:
+        return None
+    cpu = manifest.gpus_per_job == 0 or (manifest.gpus_per_job == "auto" and gpu_name() is None)
+    slots = max(1, len(status["running"]))
+    target = Target.cpu(slots) if cpu else Target.cuda(gpu_name() or "")
+    estimates = job_estimates(specs, target)
+    running = {j["id"]: latest_training_record(manifest.job_dir(j["id"])) for j in status["running"]}
+    eta = sweep_eta(estimates, running, [j["id"] for j in status["pending"]], slots)
+    if eta is None:
+        return None
+    seconds, correction = eta
+    return (f"ETA {seconds / 3600:.2f} h on {slots} slot(s) for {len(estimates)} job(s) left "
+            f"(estimate on {target.name or 'a GPU'}, x{correction:.2f} from the running jobs' throughput)")

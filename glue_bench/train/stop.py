@@ -1,0 +1,23 @@
+"""Stop requests: SIGTERM, SIGINT and SIGUSR1 set a flag that the training loop checks after each step; the
+job then exits with `ExitCode.INTERRUPTED` (no torch here).
+
+Installed at the very start of a rank process (before torch loads), so a signal that arrives during start-up
+(Slurm's time-limit signal, a preemption, Ctrl-C) is not lost: the job checkpoints after its first step.
+"""
+
+from __future__ import annotations
+
+import signal
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+requested = False
+
+
+def _handler(signum, frame) -> None:
+    global requested
+    requested = True
+
+
+def install() -> None:
+    for s in SIGNALS:
+        signal.signal(s, _handler)

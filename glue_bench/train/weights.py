@@ -1,0 +1,57 @@
+"""A finished job's weights: saved and loaded by one pair of functions, with one rule for what is saved.
+
+Full fine-tuning saves the whole model (`model/`, `save_pretrained` format, with its tokenizer); every other
+method saves only its trainable tensors (`adapter.safetensors`), loaded onto a fresh base model with the method
+applied, and peft's methods also their own folder (`peft/`). Where each lives is the job folder's business
+(`JobDir`)."""
+
+from __future__ import annotations
+
+from glue_bench.errors import GlueBenchError
+from glue_bench.results.job_folder import JobDir, atomic_write_bytes
+from glue_bench.spec import JobSpec
+from glue_bench.tasks import Task
+
+
+def saves_whole_model(spec: JobSpec) -> bool:
+    """Whether a job keeps its whole model (every parameter trains) rather than its trainable tensors."""
+    return spec.method == "full"
+
+
+def save_weights(folder: JobDir, spec: JobSpec, module, tokenizer, tensors: dict) -> None:
+    """The best dev weights `tensors` (already loaded into `module`) of a finished job, into `folder`."""
+    if saves_whole_model(spec):
+        module.save_pretrained(folder.model_dir, safe_serialization=True)
+        tokenizer.save_pretrained(folder.model_dir)
+        return
+    from safetensors.torch import save
+
+    atomic_write_bytes(folder.adapter_path, save(tensors, metadata={"job_id": spec.job_id, "method": spec.method}))
+    peft_config = getattr(module, "peft_folder_config", None)
+    if peft_config is not None:  # lora, ia3: also peft's own folder, for `PeftModel.from_pretrained`
+        from glue_bench.train.methods.targets import write_peft_folder
+
+        write_peft_folder(peft_config, folder.peft_dir, tensors)
+
+
+def load_weights(folder: JobDir, spec: JobSpec, task: Task):
+    """The trained model of a finished job and its tokenizer, as `save_weights` left them."""
+    from safetensors.torch import load_file
+
+    from glue_bench.train.checkpoint import load_trainable_state
+    from glue_bench.train.methods import apply_method
+    from glue_bench.train.models import load_model, load_tokenizer
+
+    if saves_whole_model(spec):
+        if not folder.model_dir.is_dir():
+            raise GlueBenchError(f"{folder.path} has no {folder.model_dir.name}/: is the job done?")
+        return load_model(str(folder.model_dir), task), load_tokenizer(str(folder.model_dir))
+    if not folder.adapter_path.is_file():
+        raise GlueBenchError(f"{folder.path} has no {folder.adapter_path.name}: is the job done?")
+    model = load_model(spec.model, task)
+    apply_method(model, spec)
+    try:
+        load_trainable_state(model, load_file(str(folder.adapter_path)))
+    except ValueError as e:
+        raise GlueBenchError(f"{folder.adapter_path}: {e}") from None
+    return model, load_tokenizer(spec.model)
