@@ -28,4 +28,10 @@ def values(choice: typing.Any) -> tuple[str, ...]:
 def check(choice: typing.Any, value: typing.Any, name: str) -> None:
     """Refuse a value that is not one of `choice`'s, in one line naming `name` (a flag or a key)."""
     if value not in values(choice):
-        raise GlueBenchError(f"{name} {value!r}: choose {', '.join(values(choice))}")
+        raise GlueBenchError(f"{name} {value!r}: choose {one_of(choice)}")
+
+
+def one_of(choice: typing.Any) -> str:
+    """`cpu or cuda`, `auto, online, offline or disabled`."""
+    *head, last = values(choice)
+    return f"{', '.join(head)} or {last}" if head else last

@@ -18,15 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from glue_bench import choices
+from glue_bench.choices import Method, NonLinearity, Precision, WandbMode
 from glue_bench.errors import GlueBenchError, SpecFieldError
-from glue_bench.method_config import FAMILIES, METHOD_PARAMS, METHODS, id_part
+from glue_bench.method_config import FAMILIES, METHOD_PARAMS, id_part
 from glue_bench.model_source import model_identity
 from glue_bench.tasks import TASKS
-
-NON_LINEARITIES = ("gelu", "relu", "swish", "tanh")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-WANDB_MODES = ("auto", "online", "offline", "disabled")
 
 
 def _field(default: Any = dataclasses.MISSING, *, in_id: bool = True, grid: bool = True, cli: bool = True,
@@ -49,14 +46,13 @@ class JobSpec:
     """GLUE task (`cola`, `sst2`, `mrpc`, `stsb`, `qqp`, `mnli`, `qnli`, `rte`, `wnli`)."""
     model: str = _field(grid=False)
     """Hub id (`bert-base-uncased`) or a local model folder."""
-    method: Literal["full", "houlsby", "pfeiffer", "lora", "bitfit", "ia3", "layernorm_head"] = _field(
-        "full", grid=False)
-    """`full`, `houlsby`, `pfeiffer`, `lora`, `bitfit`, `ia3` or `layernorm_head` (see docs/methods.md)."""
+    method: Method = _field("full", grid=False)
+    """The method family (docs/methods.md)."""
     data: str = _field("auto", in_id=False, grid=False, flag="data-dir")
     """`auto` (GLUE_DATA_DIR if set, else the hub), `hub`, or a classic glue_data folder."""
     bottleneck: int | None = None
     """Adapter size m (exact; required for `houlsby` and `pfeiffer`)."""
-    non_linearity: Literal["gelu", "relu", "swish", "tanh"] = "gelu"
+    non_linearity: NonLinearity = "gelu"
     """Adapter non-linearity."""
     adapter_init_std: float = 1e-3
     """Std of the adapters' normal init (the original code's 1e-3; the paper text says 1e-2)."""
@@ -100,7 +96,7 @@ class JobSpec:
     """Group training batches by length (less padding); off: plain shuffled batches."""
     eval_every_steps: int | None = None
     """Evaluate every N optimizer steps as well as at each epoch end (None: epoch ends only)."""
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    precision: Precision = "auto"
     """`auto`: bf16 on GPUs that have it, fp16 with loss scaling on older GPUs, fp32 on the CPU."""
     zero_stage: int = 0
     """DeepSpeed ZeRO stage (0, 1 or 2)."""
@@ -116,7 +112,7 @@ class JobSpec:
     """Keep the resumable `last` checkpoint after the job is done."""
     tags: tuple[str, ...] = _field(default_factory=tuple, in_id=False, grid=False, cli=False)
     """Free-form labels (not part of the id)."""
-    wandb: Literal["auto", "online", "offline", "disabled"] = _field("auto", in_id=False, grid=False)
+    wandb: WandbMode = _field("auto", in_id=False, grid=False)
     """wandb mode; `auto`: WANDB_MODE if set, else online with credentials, else offline."""
     wandb_project: str = _field("glue-bench", in_id=False, grid=False)
     """wandb project."""
@@ -141,8 +137,10 @@ class JobSpec:
             raise bad("task", f"choose one of {', '.join(t for t in TASKS if t != 'ax')}")
         if not self.model:
             raise bad("model", "give a hub id or a model folder")
-        if self.method not in METHODS:
-            raise bad("method", f"choose one of {', '.join(METHODS)}")
+        for name, choice in (("method", Method), ("non_linearity", NonLinearity), ("wandb", WandbMode),
+                             ("precision", Precision)):
+            if getattr(self, name) not in choices.values(choice):
+                raise bad(name, f"choose one of {', '.join(choices.values(choice))}")
         family = FAMILIES[self.method]
         for name in METHOD_PARAMS:
             if name not in family.params and getattr(self, name) != FIELDS[name].default:
@@ -161,12 +159,6 @@ class JobSpec:
             raise bad("lora_dropout", "must be in [0, 1)")
         if self.target_modules is not None and not self.target_modules.strip(" ,"):
             raise bad("target_modules", "give a preset (qv, qkv, attention, all) or comma-separated module names")
-        if self.non_linearity not in NON_LINEARITIES:
-            raise bad("non_linearity", f"choose one of {', '.join(NON_LINEARITIES)}")
-        if self.wandb not in WANDB_MODES:
-            raise bad("wandb", f"choose one of {', '.join(WANDB_MODES)}")
-        if self.precision not in PRECISIONS:
-            raise bad("precision", f"choose one of {', '.join(PRECISIONS)}")
         if self.zero_stage not in (0, 1, 2):
             raise bad("zero_stage", "choose 0, 1 or 2")
         for name in ("learning_rate", "adapter_init_std", "max_grad_norm"):

@@ -7,6 +7,7 @@ Sources: the GLUE paper, the Hugging Face `nyu-mll/glue` dataset and the classic
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -208,6 +209,13 @@ TASKS: dict[str, Task] = {
 }
 
 GLUE_TASKS: tuple[str, ...] = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
+
+
+def glue_score(task_scores: dict[str, float]) -> float | None:
+    """The official GLUE score: the mean of the nine task scores (None unless all nine exist)."""
+    if not all(t in task_scores for t in GLUE_TASKS):
+        return None
+    return statistics.fmean(task_scores[t] for t in GLUE_TASKS)
 """The nine tasks of the GLUE score, in the leaderboard's order (AX is reported apart)."""
 
 _ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli", "diagnostic": "ax"}
@@ -225,3 +233,27 @@ def get_task(name: str) -> Task:
 def splits_present(task: Task, data_dir: Path) -> dict[str, bool]:
     """Which of the task's splits exist as files in a classic glue_data folder."""
     return {split: (data_dir / layout.path).is_file() for split, layout in task.layouts.items()}
+
+
+# Mean non-pad tokens per example, truncated at 128, with BERT's uncased WordPiece vocabulary (that of
+# bert-base-uncased and all-MiniLM-L6-v2), measured on the classic glue_data files. Where a split was not at
+# hand: QNLI train and MNLI train take their dev split's mean; QQP (not in the data measured) is an assumption:
+# two questions of about 11 words, 13 word pieces each, plus [CLS] and two [SEP].
+MEAN_TOKENS: dict[tuple[str, str], float] = {
+    ("cola", "train"): 11.3, ("cola", "dev"): 11.7, ("cola", "test"): 11.6,
+    ("sst2", "train"): 13.3, ("sst2", "dev"): 25.2, ("sst2", "test"): 24.9,
+    ("mrpc", "train"): 53.2, ("mrpc", "dev"): 53.2, ("mrpc", "test"): 53.0,
+    ("stsb", "train"): 27.8, ("stsb", "dev"): 31.5, ("stsb", "test"): 27.3,
+    ("qqp", "train"): 29.0, ("qqp", "dev"): 29.0, ("qqp", "test"): 29.0,
+    ("mnli", "train"): 39.1, ("mnli", "dev_matched"): 39.1, ("mnli", "dev_mismatched"): 40.7,
+    ("mnli", "test_matched"): 39.4, ("mnli", "test_mismatched"): 40.5, ("mnli", "ax"): 43.2,
+    ("qnli", "train"): 51.0, ("qnli", "dev"): 51.0, ("qnli", "test"): 51.0,
+    ("rte", "train"): 66.6, ("rte", "dev"): 64.6, ("rte", "test"): 63.1,
+    ("wnli", "train"): 37.1, ("wnli", "dev"): 37.6, ("wnli", "test"): 57.8,
+}
+MEAN_TOKENS_MAX_LENGTH = 128
+
+
+def mean_tokens(task: str, split: str, max_length: int) -> float:
+    """The documented mean length, capped by a shorter truncation."""
+    return min(MEAN_TOKENS.get((task, split), MEAN_TOKENS_MAX_LENGTH / 2), float(max_length))

@@ -149,12 +149,13 @@ def test_a_sweep_without_gpus_per_job_runs_on_cpu_slots_when_no_gpu_is_visible(t
 
 
 def test_slurm_reads_auto_as_one_gpu_per_job(tmp_path):
+    from glue_bench.run.options import RunOptions
     from glue_bench.run.slurm import options_for
 
     atomic_write_json(tmp_path / "manifest.json", {"name": "s", "results_dir": str(tmp_path), "jobs": [],
                                                    "gpus_per_job": "auto"})
     assert options_for(tmp_path).gpus_per_job == 1
-    assert options_for(tmp_path, gpus_per_job=0).gpus_per_job == 0
+    assert options_for(tmp_path, RunOptions(executor="slurm", gpus_per_job=0)).gpus_per_job == 0
 
 
 LIGHT = ("import sys; from glue_bench.cli import main; sys.argv = ['glue-bench', *sys.argv[1:]]\n"

@@ -14,6 +14,7 @@ from glue_bench.errors import GlueBenchError
 from glue_bench.plan.manifest import plan_sweep
 from glue_bench.plan.sweep_file import load_sweep, parse_sweep
 from glue_bench.run import local
+from glue_bench.run.options import RunOptions
 
 FAKE = Path(__file__).with_name("fake_job.py")
 
@@ -53,7 +54,7 @@ def run_fake(monkeypatch, tmp_path, jobs_dir: Path, oom_job: str | None, **optio
         monkeypatch.setenv("FAKE_OOM_JOB", oom_job)
     monkeypatch.setattr(local, "job_command",
                         lambda spec_path, out, world, port=None: [sys.executable, str(FAKE), str(spec_path), str(out)])
-    ex = local.build_executor(jobs_dir, gpus=[0, 1], **options)
+    ex = local.build_executor(jobs_dir, RunOptions(gpus=(0, 1), **options))
     outcome = ex.run(poll_s=0.05)
     events = [json.loads(x) for x in (jobs_dir / "events.jsonl").read_text().splitlines()]
     return ex, outcome, events, [json.loads(x) for x in starts.read_text().splitlines()]
@@ -74,7 +75,7 @@ def test_four_slots_two_per_gpu_distinct_ports(monkeypatch, tmp_path, tiny_bert,
 
 def test_out_of_memory_beside_others_runs_again_alone(monkeypatch, tmp_path, tiny_bert, real_glue):
     jobs_dir = planned(tmp_path, tiny_bert, real_glue)
-    largest = local.build_executor(jobs_dir, gpus=[0, 1], jobs_per_gpu=2).order[0]
+    largest = local.build_executor(jobs_dir, RunOptions(gpus=(0, 1), jobs_per_gpu=2)).order[0]
     ex, outcome, events, starts = run_fake(monkeypatch, tmp_path, jobs_dir, largest, jobs_per_gpu=2, retries=0)
     assert outcome.exit_code == 0 and len(outcome.done) == 6  # never fails the sweep, retries 0 or not
     mine = [e for e in events if e["job"] == largest]
@@ -104,7 +105,7 @@ def test_run_dry_run_with_jobs_per_gpu(tmp_path, tiny_bert, real_glue):
 
 def test_out_of_memory_with_the_gpu_to_itself_is_an_ordinary_failure(monkeypatch, tmp_path, tiny_bert, real_glue):
     jobs_dir = planned(tmp_path, tiny_bert, real_glue)
-    largest = local.build_executor(jobs_dir, gpus=[0, 1], jobs_per_gpu=2).order[0]
+    largest = local.build_executor(jobs_dir, RunOptions(gpus=(0, 1), jobs_per_gpu=2)).order[0]
     ex, outcome, events, _ = run_fake(monkeypatch, tmp_path, jobs_dir, largest, jobs_per_gpu=2, retries=0,
                                       only=[largest])
     assert ex.slots[0].shared  # a shared slot, but no other job ran on its GPU: nothing beside it to blame
@@ -113,7 +114,7 @@ def test_out_of_memory_with_the_gpu_to_itself_is_an_ordinary_failure(monkeypatch
 
 def test_an_earlier_attempts_out_of_memory_record_is_not_this_ones(monkeypatch, tmp_path, tiny_bert, real_glue):
     jobs_dir = planned(tmp_path, tiny_bert, real_glue)
-    ex = local.build_executor(jobs_dir, gpus=[0, 1], jobs_per_gpu=2)
+    ex = local.build_executor(jobs_dir, RunOptions(gpus=(0, 1), jobs_per_gpu=2))
     largest = ex.order[0]
     ex.job_dir(largest).mkdir(parents=True, exist_ok=True)
     (ex.job_dir(largest) / "error.json").write_text(json.dumps(

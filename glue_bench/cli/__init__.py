@@ -21,6 +21,7 @@ from glue_bench.cli import sweep as cli_sweep
 from glue_bench.cli.output import configure_logging, console, err_console, say
 from glue_bench.cli.train_options import train_command
 from glue_bench.errors import GlueBenchError
+from glue_bench.method_config import METHODS
 from glue_bench.process import ExitCode
 from glue_bench.tasks import GLUE_TASKS, TASKS, splits_present
 
@@ -75,7 +76,7 @@ def tasks(data_dir: Annotated[Optional[Path], typer.Option(help="glue_data folde
 
 def train(spec_file: Optional[Path], output_dir: Optional[Path], cache_dir: Optional[Path], force: bool,
           dry_run: bool, **fields):
-    """Fine-tune one GLUE job (full, houlsby, pfeiffer, lora, bitfit, ia3, layernorm_head) under DeepSpeed.
+    """Fine-tune one GLUE job ({methods}) under DeepSpeed.
 
     Example: glue-bench train --model sentence-transformers/all-MiniLM-L6-v2 --task rte --method houlsby --bottleneck 64 --learning-rate 1e-3
     """
@@ -108,6 +109,7 @@ def train(spec_file: Optional[Path], output_dir: Optional[Path], cache_dir: Opti
     raise typer.Exit(outcome.code)
 
 
+train.__doc__ = train.__doc__.replace("{methods}", ", ".join(METHODS))  # the families, as declared
 command("train")(train_command(train))
 
 

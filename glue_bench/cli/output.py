@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from glue_bench.errors import GlueBenchError
+from glue_bench.run.options import RunOptions
 from glue_bench.tasks import TASKS
 
 console = Console(soft_wrap=True)
@@ -37,18 +37,6 @@ def say(text: str) -> None:
 def plural(n: int, word: str) -> str:
     """`1 epoch`, `2 epochs`."""
     return f"{n} {word}" + ("" if n == 1 else "s")
-
-
-def split_list(values: str | None) -> list[str] | None:
-    return [v.strip() for v in values.split(",") if v.strip()] if values else None
-
-
-def parse_gpus(gpus: str | None) -> list[int] | None:
-    """`--gpus 0,1,3` as indices (None: all visible)."""
-    try:
-        return [int(g) for g in split_list(gpus)] if gpus else None
-    except ValueError:
-        raise GlueBenchError(f"--gpus {gpus!r}: give GPU indices, e.g. 0,1,3") from None
 
 
 def _render_factory():
@@ -80,16 +68,21 @@ def _render_factory():
     return render, close
 
 
-def run_local(jobs_dir: Path, *, gpus: str | None, dry_run: bool, **options) -> int:
+def run_sweep(jobs_dir: Path, options: RunOptions) -> int:
+    """Run a planned sweep as `options` say (local or Slurm), printing what happens; the exit code."""
+    return run_slurm(jobs_dir, options) if options.executor == "slurm" else run_local(jobs_dir, options)
+
+
+def run_local(jobs_dir: Path, options: RunOptions) -> int:
     """Run a planned sweep with the local executor, printing its events; the exit code."""
     from glue_bench.run.local import build_executor
 
-    ex = build_executor(jobs_dir, gpus=parse_gpus(gpus), on_event=lambda kind, msg: say(msg), **options)
+    ex = build_executor(jobs_dir, options, on_event=lambda kind, msg: say(msg))
     if ex.note:
         say(ex.note)
-    if dry_run:
+    if options.dry_run:
         ex.scan_done()
-        pending = ex.order if options.get("force") else ex.pending()
+        pending = ex.order if options.force else ex.pending()
         where = ", ".join(s.name for s in ex.slots)
         selected = f" (--only: {len(ex.order)} of the sweep's {len(ex.manifest.jobs)})" \
             if len(ex.order) != len(ex.manifest.jobs) else ""
@@ -110,10 +103,13 @@ def run_local(jobs_dir: Path, *, gpus: str | None, dry_run: bool, **options) -> 
     return outcome.exit_code
 
 
-def run_slurm(jobs_dir: Path, opts, only: list[str] | None, retries: int, wait: bool, dry_run: bool) -> int:
+def run_slurm(jobs_dir: Path, options: RunOptions) -> int:
+    """Submit a planned sweep to Slurm (and wait for it unless `--no-wait`), printing what happens; the exit code."""
     from glue_bench.run import slurm
 
-    sub = slurm.submit(jobs_dir, opts, only=only, dry_run=dry_run)
+    opts = slurm.options_for(jobs_dir, options)
+    dry_run, wait = options.dry_run, options.slurm.wait
+    sub = slurm.submit(jobs_dir, opts, only=list(options.only) if options.only else None, dry_run=dry_run)
     if sub.skipped_done or sub.skipped_queued:
         say(f"{len(sub.skipped_done)} done and {len(sub.skipped_queued)} already queued in Slurm: not submitted")
     if dry_run:
@@ -128,7 +124,7 @@ def run_slurm(jobs_dir: Path, opts, only: list[str] | None, retries: int, wait: 
         say(f"submitted {len(sub.jobs)} jobs as Slurm array {sub.array_job_id} ({sub.script})")
     if not wait:
         return 0
-    failed = slurm.wait(jobs_dir, sub, opts, retries=retries, on_event=say)
+    failed = slurm.wait(jobs_dir, sub, opts, retries=options.retries, on_event=say)
     for job_id, reason in failed.items():
         err_console.print(f"[red]failed[/red] {job_id}: {reason}", highlight=False)
     say(f"{len(sub.jobs) + len(sub.skipped_queued) - len(failed)} finished, {len(failed)} failed")

@@ -68,11 +68,13 @@ def submit(
 
     Example: glue-bench submit results/houlsby-vs-full --out submission.zip --wnli majority
     """
-    from glue_bench.report.publish import write_submission
+    from glue_bench.report.publish import SubmitOptions, write_submission
 
-    params = {"rank": rank, "alpha": alpha, "target_modules": target_modules, "train_pooler": train_pooler}
-    print_submission(write_submission(results_dir, out, select, method, bottleneck, learning_rate, wnli,
-                                      allow_partial, data_dir, params))
+    params = {"bottleneck": bottleneck, "rank": rank, "alpha": alpha, "target_modules": target_modules,
+              "train_pooler": train_pooler}
+    options = SubmitOptions(select=select, method=method, params=params, learning_rate=learning_rate, wnli=wnli,
+                            allow_partial=allow_partial, data_dir=data_dir)
+    print_submission(write_submission(results_dir, out, options))
 
 
 def validate(

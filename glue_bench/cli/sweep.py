@@ -11,18 +11,18 @@ from typing import Annotated, Optional
 
 import typer
 
+from glue_bench import choices
+from glue_bench.choices import Device
 from glue_bench.cli.output import (
     configure_logging,
     console,
-    parse_gpus,
     print_report,
     print_submission,
-    run_local,
-    run_slurm,
+    run_sweep,
     say,
-    split_list,
 )
 from glue_bench.errors import GlueBenchError
+from glue_bench.run.options import RunOptions, SlurmRequest, parse_gpus, parse_list
 from glue_bench.tasks import TASKS
 
 
@@ -44,13 +44,13 @@ def plan(
     from glue_bench.plan.manifest import describe, plan_sweep
     from glue_bench.plan.sweep_file import load_sweep
 
-    swept = load_sweep(sweep_file)
-    result = plan_sweep(swept, jobs_dir, results_dir, skip_missing, dry_run)
+    result = plan_sweep(load_sweep(sweep_file), jobs_dir, results_dir, skip_missing, dry_run)
     say(("[dry run, nothing written] " if dry_run else "") + describe(result))
     if estimate:
         from glue_bench.cost.pricing import estimate_report, target_for
         from glue_bench.plan.sweep_file import expand_sweep
 
+        swept = result.sweep
         priced = expand_sweep(swept)  # every job of the grid, those of skipped tasks too: a price needs no data
         for line in estimate_report(priced, target_for(device, swept.gpus_per_job, gpu_type, slots), slots):
             say(line)
@@ -89,20 +89,15 @@ def run(
     Example: glue-bench run jobs/demo --slots 2;  glue-bench run jobs/houlsby-vs-full --executor slurm --partition gpu --time 08:00:00
     """
     configure_logging()
-    if executor == "slurm":
-        from glue_bench.run.slurm import options_for
-
-        opts = options_for(jobs_dir, gpus_per_job, procs_per_job, partition=partition, account=account, qos=qos,
-                           time=time_limit, nodes=nodes, cpus_per_task=cpus_per_task, mem=mem,
-                           array_parallelism=array_parallelism, constraint=constraint,
-                           sbatch_args=tuple(sbatch_arg or ()), signal_seconds=signal_seconds)
-        code = run_slurm(jobs_dir, opts, split_list(only), retries, wait, dry_run)
-    elif executor == "local":
-        code = run_local(jobs_dir, gpus=gpus, dry_run=dry_run, gpus_per_job=gpus_per_job,
-                         procs_per_job=procs_per_job, slots=slots, retries=retries, only=split_list(only), force=force,
-                         lease_s=lease_seconds, wandb=wandb, jobs_per_gpu=jobs_per_gpu)
-    else:
-        raise GlueBenchError(f"--executor {executor!r}: choose local or slurm")
+    slurm = SlurmRequest(partition=partition, account=account, qos=qos, time=time_limit, nodes=nodes,
+                         cpus_per_task=cpus_per_task, mem=mem, array_parallelism=array_parallelism,
+                         constraint=constraint, sbatch_args=tuple(sbatch_arg or ()), signal_seconds=signal_seconds,
+                         wait=wait)
+    options = RunOptions(executor=executor, gpus=parse_gpus(gpus), gpus_per_job=gpus_per_job,
+                         procs_per_job=procs_per_job, slots=slots, jobs_per_gpu=jobs_per_gpu, retries=retries,
+                         only=parse_list(only), force=force, lease_s=lease_seconds, wandb=wandb, dry_run=dry_run,
+                         slurm=slurm)
+    code = run_sweep(jobs_dir, options)
     if code:
         raise typer.Exit(code)
 
@@ -173,18 +168,16 @@ def sweep(
 
     Example: GLUE_DATA_DIR=../shared/glue_data glue-bench sweep jobs/demo.yaml --slots 2
     """
-    from glue_bench.plan.manifest import describe, plan_sweep
-    from glue_bench.plan.sweep_file import load_sweep
-
     configure_logging()
-    swept = load_sweep(sweep_file)
-    planned = plan_sweep(swept, jobs_dir, results_dir, skip_missing, dry_run)
-    say(("[dry run, nothing written] " if dry_run else "") + describe(planned))
+    options = RunOptions(gpus=parse_gpus(gpus), gpus_per_job=gpus_per_job, slots=slots, jobs_per_gpu=jobs_per_gpu,
+                         retries=retries, wandb=wandb)
+    planned = plan(sweep_file, jobs_dir, results_dir, skip_missing, dry_run)
     if dry_run:
         from glue_bench.run.slots import resolve_gpus_per_job
 
-        per_job, note = resolve_gpus_per_job(swept.gpus_per_job if gpus_per_job is None else gpus_per_job,
-                                             parse_gpus(gpus))
+        gpus_list = list(options.gpus) if options.gpus is not None else None
+        per_job, note = resolve_gpus_per_job(planned.sweep.gpus_per_job if gpus_per_job is None else gpus_per_job,
+                                             gpus_list)
         say((note + "; " if note else "") + f"would run {len(planned.jobs)} jobs "
             + (f"on {slots or 1} CPU slot(s)" if per_job == 0 else f"with {per_job} GPU(s) each"))
         from glue_bench.cost.pricing import estimate_report, target_for
@@ -192,8 +185,7 @@ def sweep(
         for line in estimate_report(planned.jobs, target_for(None, per_job, gpu_type, slots or 1), slots or 1):
             say(line)
         return
-    code = run_local(planned.jobs_dir, gpus=gpus, dry_run=False, gpus_per_job=gpus_per_job, slots=slots,
-                     retries=retries, wandb=wandb, jobs_per_gpu=jobs_per_gpu)
+    code = run_sweep(planned.jobs_dir, options)
     from glue_bench.report.publish import finish_sweep
 
     finished = finish_sweep(planned.results_dir, wandb)
@@ -228,8 +220,7 @@ def calibrate(
     from glue_bench.cost.measure import calibrate as measure
 
     configure_logging()
-    if device not in ("cpu", "cuda"):
-        raise GlueBenchError(f"--device {device!r}: choose cpu or cuda")
+    choices.check(Device, device, "--device")
     if threads is not None and threads < 1:
         raise GlueBenchError(f"--threads {threads}: must be at least 1")
     request = CalibrationRequest(model=model, methods=tuple(method or ("full", "houlsby")), device=device,

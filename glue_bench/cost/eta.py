@@ -3,15 +3,15 @@ training throughput the running jobs report, scheduled on the sweep's slots."""
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from glue_bench.cost.arithmetic import job_seconds, schedule_seconds, train_flops_per_token
-from glue_bench.cost.calibration import Target, fallback_speed, find_calibration, load_calibrations
-from glue_bench.cost.pricing import spec_work
+from glue_bench.cost.arithmetic import schedule_seconds
+from glue_bench.cost.calibration import Target, load_calibrations
+from glue_bench.cost.pricing import price_job
 from glue_bench.cost.shapes import Structures
 from glue_bench.errors import GlueBenchError
-from glue_bench.model_source import model_identity
 from glue_bench.results.job_folder import JobDir
 from glue_bench.spec import JobSpec
 
@@ -46,15 +46,13 @@ def job_estimates(specs: list[JobSpec], target: Target, cache_dir: Path | None =
         structure = structures.get(spec)
         if structure is None:
             continue
-        found = find_calibration(calibrations, model_identity(spec.model), spec.method, target)
         try:
-            speed = found.speed if found else fallback_speed(target, structure.layers)
-        except GlueBenchError:
-            speed = fallback_speed(Target.cuda(), structure.layers)
-        work, _ = spec_work(spec)
-        train_s = speed.train.seconds(work.steps, work.train_tokens * train_flops_per_token(structure, work.train_seq))
-        out[spec.job_id] = JobEstimate(job_seconds(work, structure, speed), train_s,
-                                       work.train_examples * work.epochs, work.epochs)
+            price = price_job(spec, structure, target, calibrations)
+        except GlueBenchError:  # a GPU type without a fallback speed: price it as the default GPU
+            price = price_job(spec, structure, Target.cuda(), calibrations)
+        work = price.work
+        out[spec.job_id] = JobEstimate(price.seconds, price.train_seconds, work.train_examples * work.epochs,
+                                       work.epochs)
     return out
 
 
@@ -75,11 +73,8 @@ def latest_training_record(job: JobDir) -> dict:
 def speed_correction(predicted: list[float], reported: list[float]) -> float:
     """How much slower (> 1) or faster than estimated the jobs run: the median of predicted / reported
     training examples per second over the jobs that report one (1 when none does)."""
-    ratios = sorted(p / r for p, r in zip(predicted, reported, strict=True) if p > 0 and r and r > 0)
-    if not ratios:
-        return 1.0
-    n = len(ratios)
-    return ratios[n // 2] if n % 2 else (ratios[n // 2 - 1] + ratios[n // 2]) / 2
+    ratios = [p / r for p, r in zip(predicted, reported, strict=True) if p > 0 and r and r > 0]
+    return statistics.median(ratios) if ratios else 1.0
 
 
 def remaining_seconds(estimate: JobEstimate, progress: dict, correction: float) -> float:

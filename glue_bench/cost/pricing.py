@@ -1,9 +1,11 @@
 """Price a planned sweep: each job's tokens, FLOPs and device seconds on a target device, per task and in total.
 
-Token counts come from the token cache's real lengths when the split is cached for the model's tokenizer, else
-from the task's official size x `MEAN_TOKENS`. Trainable and frozen matmul weights come from the prepared model
-itself (glue_bench.cost.shapes); speeds come from glue_bench.cost.calibration. The ETA of a running sweep, the same
-model corrected by what the running jobs report, is glue_bench.cost.eta.
+Token counts come from the token cache's real lengths when the split is cached for the model's tokenizer
+(`TokenCache.lengths`), else from the task's official size x its documented mean length
+(`glue_bench.tasks.MEAN_TOKENS`). Trainable and frozen matmul weights come from the prepared model itself
+(glue_bench.cost.shapes); speeds come from glue_bench.cost.calibration. `price_job` is the one price of a job:
+the sweep estimate sums it, and the ETA of a running sweep (glue_bench.cost.eta) corrects it by what the running
+jobs report.
 """
 from __future__ import annotations
 
@@ -12,7 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from glue_bench.cost.arithmetic import JobWork, SplitLengths, job_seconds, job_work, schedule_seconds
+from glue_bench import choices
+from glue_bench.choices import Device
+from glue_bench.cost.arithmetic import (
+    JobWork,
+    SplitLengths,
+    Structure,
+    job_seconds,
+    job_work,
+    schedule_seconds,
+    train_flops_per_token,
+)
 from glue_bench.cost.calibration import (
     Calibration,
     Target,
@@ -24,38 +36,13 @@ from glue_bench.cost.calibration import (
 from glue_bench.cost.shapes import Structures
 from glue_bench.errors import GlueBenchError
 from glue_bench.model_source import model_identity
-from glue_bench.results.job_folder import read_json
 from glue_bench.spec import JobSpec
-from glue_bench.tasks import TASKS
+from glue_bench.tasks import TASKS, mean_tokens
 
 log = logging.getLogger(__name__)
 
-# Mean non-pad tokens per example, truncated at 128, with BERT's uncased WordPiece vocabulary (that of
-# bert-base-uncased and all-MiniLM-L6-v2), measured on the classic glue_data files. Where a split was not at
-# hand: QNLI train and MNLI train take their dev split's mean; QQP (not in the data measured) is an assumption:
-# two questions of about 11 words, 13 word pieces each, plus [CLS] and two [SEP].
-MEAN_TOKENS: dict[tuple[str, str], float] = {
-    ("cola", "train"): 11.3, ("cola", "dev"): 11.7, ("cola", "test"): 11.6,
-    ("sst2", "train"): 13.3, ("sst2", "dev"): 25.2, ("sst2", "test"): 24.9,
-    ("mrpc", "train"): 53.2, ("mrpc", "dev"): 53.2, ("mrpc", "test"): 53.0,
-    ("stsb", "train"): 27.8, ("stsb", "dev"): 31.5, ("stsb", "test"): 27.3,
-    ("qqp", "train"): 29.0, ("qqp", "dev"): 29.0, ("qqp", "test"): 29.0,
-    ("mnli", "train"): 39.1, ("mnli", "dev_matched"): 39.1, ("mnli", "dev_mismatched"): 40.7,
-    ("mnli", "test_matched"): 39.4, ("mnli", "test_mismatched"): 40.5, ("mnli", "ax"): 43.2,
-    ("qnli", "train"): 51.0, ("qnli", "dev"): 51.0, ("qnli", "test"): 51.0,
-    ("rte", "train"): 66.6, ("rte", "dev"): 64.6, ("rte", "test"): 63.1,
-    ("wnli", "train"): 37.1, ("wnli", "dev"): 37.6, ("wnli", "test"): 57.8,
-}
-MEAN_TOKENS_MAX_LENGTH = 128
-
-
 # -- token counts ------------------------------------------------------------------------------------------
 LengthsLookup = Callable[[str, str], "object | None"]
-
-
-def mean_tokens(task: str, split: str, max_length: int) -> float:
-    """The documented mean length, capped by a shorter truncation."""
-    return min(MEAN_TOKENS.get((task, split), MEAN_TOKENS_MAX_LENGTH / 2), float(max_length))
 
 
 def split_lengths(task: str, split: str, subset: int | None, seed: int, max_length: int,
@@ -71,35 +58,10 @@ def split_lengths(task: str, split: str, subset: int | None, seed: int, max_leng
     return SplitLengths(n, round(n * mean_tokens(task, split, max_length)), False)
 
 
-def cached_lengths(task: str, split: str, source: str, tokenizer_id: str, max_length: int,
-                   cache_root: Path):
-    """Non-pad lengths of a split from the token cache (an array), or None when it is not cached: entries are
-    matched on what their key file records (task, split, source file, tokenizer, max length)."""
-    from glue_bench.glue_files import file_identity
-    from glue_bench.train.data import CACHE_FORMAT, KEY_FILE
-
-    if source == "hub":
-        return None
-    try:
-        identity = file_identity(TASKS[task], split, Path(source))
-    except (OSError, GlueBenchError):
-        return None
-    for entry in sorted(Path(cache_root).glob(f"{task}-{split}-{max_length}-*")):
-        key = read_json(entry / KEY_FILE) or {}
-        if (key.get("format"), key.get("tokenizer"), key.get("source")) == (CACHE_FORMAT, tokenizer_id, identity):
-            import datasets
-
-            datasets.disable_progress_bars()
-            column = datasets.load_from_disk(str(entry)).data.column("input_ids").combine_chunks()
-            offsets = column.offsets.to_numpy()
-            return offsets[1:] - offsets[:-1]
-    return None
-
-
 def cache_lookup(model: str, data: str, max_length: int, cache_root: Path) -> LengthsLookup:
     """(task, split) -> cached lengths for `model`'s tokenizer, or a lookup that finds nothing when the tokenizer
     or the data folder is not here (then the documented means are used, and said to be)."""
-    from glue_bench.train.data import resolve_data_source, tokenizer_fingerprint
+    from glue_bench.train.data import TokenCache, resolve_data_source, tokenizer_fingerprint
 
     try:
         from glue_bench.train.models import load_tokenizer
@@ -108,11 +70,12 @@ def cache_lookup(model: str, data: str, max_length: int, cache_root: Path) -> Le
         tokenizer_id = tokenizer_fingerprint(load_tokenizer(model))
     except GlueBenchError:
         return lambda task, split: None
+    cache = TokenCache(cache_root)
     found: dict[tuple[str, str], object] = {}
 
     def lookup(task: str, split: str):
         if (task, split) not in found:
-            found[(task, split)] = cached_lengths(task, split, source, tokenizer_id, max_length, cache_root)
+            found[(task, split)] = cache.lengths(TASKS[task], split, source, tokenizer_id, max_length)
         return found[(task, split)]
     return lookup
 
@@ -133,10 +96,41 @@ def spec_work(spec: JobSpec, lookup: LengthsLookup | None = None) -> tuple[JobWo
     return work, all(s.measured for s in (train, *dev, *test))
 
 
+# -- one job's price -----------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class JobPrice:
+    """One job's price on a target device."""
+
+    work: JobWork
+    """Its steps, tokens and evaluation batches."""
+    seconds: float
+    """Device seconds of the whole job: start-up, training, evaluation and test prediction."""
+    train_seconds: float
+    """Of which the training steps."""
+    measured_lengths: bool
+    """Whether every split's lengths came from the token cache (else from documented means)."""
+    source: str
+    """Where the speed came from: a calibration, or the FLOP fallback and how to measure one."""
+
+
+def price_job(spec: JobSpec, structure: Structure, target: Target, calibrations: list[Calibration],
+              lookup: LengthsLookup | None = None) -> JobPrice:
+    """The one price of a job: its work (`spec_work`) at the speed of a calibration of its model and method on
+    `target`, else the FLOP fallback. The sweep estimate sums it; the ETA corrects it by the running jobs."""
+    found = find_calibration(calibrations, model_identity(spec.model), spec.method, target)
+    if found is not None:
+        speed, source = found.speed, found.describe()
+    else:
+        speed, source = fallback_speed(target, structure.layers), describe_fallback(target, spec.model)
+    work, measured = spec_work(spec, lookup)
+    train_s = speed.train.seconds(work.steps, work.train_tokens * train_flops_per_token(structure, work.train_seq))
+    return JobPrice(work, job_seconds(work, structure, speed), train_s, measured, source)
+
+
 # -- the estimate -------------------------------------------------------------------------------------------
-@dataclass
+@dataclass(frozen=True, slots=True)
 class TaskCost:
-    """One task's share of a sweep estimate."""
+    """One task's share of a sweep estimate (or the total): sums of job prices, added with `+`."""
 
     jobs: int = 0
     examples_x_epochs: int = 0
@@ -144,6 +138,17 @@ class TaskCost:
     eval_tokens: int = 0
     seconds: float = 0.0
     measured_lengths: bool = True
+
+    @classmethod
+    def of(cls, price: JobPrice) -> TaskCost:
+        work = price.work
+        return cls(1, work.train_examples * work.epochs, work.train_tokens, work.eval_tokens, price.seconds,
+                   price.measured_lengths)
+
+    def __add__(self, other: TaskCost) -> TaskCost:
+        return TaskCost(self.jobs + other.jobs, self.examples_x_epochs + other.examples_x_epochs,
+                        self.train_tokens + other.train_tokens, self.eval_tokens + other.eval_tokens,
+                        self.seconds + other.seconds, self.measured_lengths and other.measured_lengths)
 
 
 @dataclass
@@ -158,14 +163,12 @@ class SweepEstimate:
 
     @property
     def total(self) -> TaskCost:
-        out = TaskCost(measured_lengths=all(t.measured_lengths for t in self.tasks.values()))
-        for t in self.tasks.values():
-            out.jobs += t.jobs
-            out.examples_x_epochs += t.examples_x_epochs
-            out.train_tokens += t.train_tokens
-            out.eval_tokens += t.eval_tokens
-            out.seconds += t.seconds
-        return out
+        return sum(self.tasks.values(), TaskCost())
+
+    def add(self, task: str, job_id: str, price: JobPrice, method: str) -> None:
+        self.tasks[task] = self.tasks.get(task, TaskCost()) + TaskCost.of(price)
+        self.job_seconds[job_id] = price.seconds
+        self.sources.setdefault(method, price.source)
 
     def wall_seconds(self, slots: int) -> float:
         return schedule_seconds(list(self.job_seconds.values()), slots)
@@ -180,23 +183,7 @@ def estimate_specs(specs: list[JobSpec], target: Target, *, structures: Structur
         structure = structures.get(spec)
         if structure is None:
             raise GlueBenchError(f"no structure known for {spec.job_id}")
-        found = find_calibration(calibrations, model_identity(spec.model), spec.method, target)
-        if found is not None:
-            speed = found.speed
-            est.sources.setdefault(spec.method, found.describe())
-        else:
-            speed = fallback_speed(target, structure.layers)
-            est.sources.setdefault(spec.method, describe_fallback(target, spec.model))
-        work, measured = spec_work(spec, lookup)
-        seconds = job_seconds(work, structure, speed)
-        cost = est.tasks.setdefault(spec.task, TaskCost())
-        cost.jobs += 1
-        cost.examples_x_epochs += work.train_examples * work.epochs
-        cost.train_tokens += work.train_tokens
-        cost.eval_tokens += work.eval_tokens
-        cost.seconds += seconds
-        cost.measured_lengths = cost.measured_lengths and measured
-        est.job_seconds[spec.job_id] = seconds
+        est.add(spec.task, spec.job_id, price_job(spec, structure, target, calibrations, lookup), spec.method)
     return est
 
 
@@ -217,25 +204,11 @@ def estimate_plan(specs: list[JobSpec], target: Target, cache_dir: Path | None =
 
     calibrations = load_calibrations(root)
     est = SweepEstimate(target=target)
-    for spec in specs:  # grouped by the lookup each needs
-        part = estimate_specs([spec], target, structures=structures, calibrations=calibrations, lookup=lookup(spec))
-        _merge(est, part)
+    for spec in specs:
+        structure = structures.get(spec)
+        est.add(spec.task, spec.job_id, price_job(spec, structure, target, calibrations, lookup(spec)), spec.method)
     structures.save()
     return est
-
-
-def _merge(into: SweepEstimate, part: SweepEstimate) -> None:
-    for task, cost in part.tasks.items():
-        mine = into.tasks.setdefault(task, TaskCost())
-        mine.jobs += cost.jobs
-        mine.examples_x_epochs += cost.examples_x_epochs
-        mine.train_tokens += cost.train_tokens
-        mine.eval_tokens += cost.eval_tokens
-        mine.seconds += cost.seconds
-        mine.measured_lengths = mine.measured_lengths and cost.measured_lengths
-    into.job_seconds.update(part.job_seconds)
-    for method, source in part.sources.items():
-        into.sources.setdefault(method, source)
 
 
 def estimate_lines(est: SweepEstimate, slots: int = 1) -> list[str]:
@@ -271,8 +244,7 @@ def target_for(device: str | None, gpus_per_job: int | str, gpu_type: str | None
     threads one of `slots` CPU slots gets; anything else: a GPU of `gpu_type`)."""
     if device is None:
         device = "cpu" if gpus_per_job == 0 else "cuda"
-    if device not in ("cpu", "cuda"):
-        raise GlueBenchError(f"--device {device!r}: choose cpu or cuda")
+    choices.check(Device, device, "--device")
     if slots < 1:
         raise GlueBenchError(f"--slots {slots}: must be at least 1")
     return Target.cpu(slots) if device == "cpu" else Target.cuda(gpu_type)

@@ -24,6 +24,8 @@ MANIFEST = "manifest.json"
 class Plan:
     """What planning did (or, with dry_run, would do)."""
 
+    sweep: Sweep
+    """The sweep file as read."""
     jobs_dir: Path
     results_dir: Path
     jobs: list[JobSpec]
@@ -71,7 +73,7 @@ def plan_sweep(sweep: Sweep, jobs_root: Path = Path("jobs"), results_root: Path 
         raise GlueBenchError(f"{TASKS[task].display}: {why} (fix the data, or plan with --skip-missing)")
     specs = [s for s in specs if s.task not in problems]
     jobs_dir = Path(jobs_root) / sweep.name
-    plan = Plan(jobs_dir=jobs_dir, results_dir=(Path(results_root) / sweep.name).resolve(), jobs=specs,
+    plan = Plan(sweep=sweep, jobs_dir=jobs_dir, results_dir=(Path(results_root) / sweep.name).resolve(), jobs=specs,
                 skipped=problems)
     wanted = {s.job_id for s in specs}
     for spec in specs:

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from glue_bench import choices
+from glue_bench.choices import WandbMode
 from glue_bench.errors import GlueBenchError, SpecFieldError
 from glue_bench.method_config import FAMILIES, METHOD_PARAMS, METHODS
 from glue_bench.model_source import is_model_path
@@ -178,8 +180,8 @@ def parse_sweep(data: Any, source: str | None = None, base: Path | None = None) 
     for key, value in wandb.items():
         if key not in ("project", "entity", "tags", "mode"):
             raise GlueBenchError(f"sweep key wandb.{key}: unknown key; use project, entity, tags, mode")
-        if key == "mode" and value not in ("auto", "online", "offline", "disabled"):
-            raise _bad("wandb.mode", value, "auto, online, offline or disabled")
+        if key == "mode" and value not in choices.values(WandbMode):
+            raise _bad("wandb.mode", value, choices.one_of(WandbMode))
         if key == "tags":
             wandb = {**wandb, "tags": tuple(_as_list("wandb.tags", value))}
     tags = data.get("tags") or []

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from glue_bench.method_config import MethodConfig
 from glue_bench.report.collect import JobRecord, read_dev_labels
 from glue_bench.results import schemas
-from glue_bench.tasks import GLUE_TASKS, TASKS
+from glue_bench.tasks import GLUE_TASKS, TASKS, glue_score
 
 # (column, task, split, metric)
 COLUMNS: tuple[tuple[str, str, str, str], ...] = (
@@ -94,10 +94,8 @@ class Row:
 
     @property
     def glue_score(self) -> float | None:
-        """Official GLUE score: the mean of the nine task scores (None unless all nine exist)."""
-        if all(t in self.task_scores for t in GLUE_TASKS):
-            return statistics.fmean(self.task_scores[t] for t in GLUE_TASKS)
-        return None
+        """Official GLUE score of the row (`tasks.glue_score`)."""
+        return glue_score(self.task_scores)
 
     @property
     def paper_total(self) -> float | None:
@@ -114,12 +112,6 @@ def paper_total(values: dict[str, float]) -> float | None:
     if not all(c in values for c in PAPER_TOTAL_COLUMNS):
         return None
     return statistics.fmean(values[c] for c in PAPER_TOTAL_COLUMNS)
-
-
-def glue_score(task_scores: dict[str, float]) -> float | None:
-    if not all(t in task_scores for t in GLUE_TASKS):
-        return None
-    return statistics.fmean(task_scores[t] for t in GLUE_TASKS)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

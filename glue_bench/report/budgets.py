@@ -13,8 +13,8 @@ import statistics
 from dataclasses import dataclass, field
 
 from glue_bench.errors import GlueBenchError
-from glue_bench.report.aggregate import Selection, glue_score
-from glue_bench.tasks import GLUE_TASKS
+from glue_bench.report.aggregate import Selection
+from glue_bench.tasks import GLUE_TASKS, glue_score
 
 DEFAULT_BUDGETS = (0.1, 0.5, 1.0, 3.0, 100.0)
 """Percent of the base model."""

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from glue_bench import choices
+from glue_bench.choices import Selection, WandbMode, WnliPolicy
 from glue_bench.errors import GlueBenchError
 from glue_bench.report import render
 from glue_bench.report.aggregate import Row, build_rows, choose_for_submission, missing_jobs, report_data
 from glue_bench.report.collect import JobRecord, collect
 from glue_bench.results.job_folder import JobDir, atomic_write_json, read_json
-from glue_bench.spec import WANDB_MODES
 from glue_bench.tasks import GLUE_TASKS, TASKS
 
 
@@ -45,8 +47,8 @@ def write_report(results_dir: Path, out_dir: Path | None = None, wandb: str | No
 
     published = get_reference(reference) if reference is not None else None
     results_dir = Path(results_dir)
-    if wandb is not None and wandb not in WANDB_MODES:
-        raise GlueBenchError(f"--wandb {wandb!r}: choose {', '.join(WANDB_MODES)}")
+    if wandb is not None:
+        choices.check(WandbMode, wandb, "--wandb")
     if not results_dir.is_dir():
         raise GlueBenchError(f"no results folder {results_dir}")
     unreadable: dict[str, str] = {}
@@ -108,53 +110,81 @@ class Submission:
 class SubmissionRefused(GlueBenchError):
     """The zip would be incomplete or invalid: nothing was written; `problems` says why, one per line."""
 
-    def __init__(self, problems: list[str]):
-        super().__init__(problems[0] if len(problems) == 1 else f"{len(problems)} problems: " + "; ".join(problems))
+    def __init__(self, problems: list[str], hint: str | None = None):
+        message = problems[0] if len(problems) == 1 else f"{len(problems)} problems: " + "; ".join(problems)
+        super().__init__(message + (f" ({hint})" if hint else ""))
         self.problems = problems
 
 
-def write_submission(results_dir: Path, out: Path, select: str = "best-dev", method: str | None = None,
-                     bottleneck: int | None = None, learning_rate: float | None = None, wnli: str = "model",
-                     allow_partial: bool = False, data_dir: Path | None = None,
-                     params: dict | None = None) -> Submission:
-    """Write the leaderboard zip from the chosen jobs' test predictions, validated before it is written.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmitOptions:
+    """What `glue-bench submit` was asked for (each field is its flag of the same name), checked when made."""
 
-    `method` (+ `bottleneck` or `params`: rank, alpha, target_modules, train_pooler) submits one configuration
-    instead of the best on dev; it must name exactly one configuration of the sweep's done jobs."""
+    select: Selection = "best-dev"
+    """`best-dev`: per task the configuration with the best mean dev score, its best seed."""
+    method: str | None = None
+    """Submit this method family's configuration instead of the best on dev."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """With `method`: its structural parameters (bottleneck, rank, alpha, target_modules, train_pooler)."""
+    learning_rate: float | None = None
+    """Only jobs with this learning rate."""
+    wnli: WnliPolicy = "model"
+    """`model`: the WNLI job's predictions; `majority`: all 0."""
+    allow_partial: bool = False
+    """Write the tasks that have test predictions and name the missing ones."""
+    data_dir: Path | None = None
+    """A glue_data folder to check the row indices against."""
+
+    def __post_init__(self) -> None:
+        from glue_bench.method_config import FAMILIES
+
+        if self.method is None and self.select not in choices.values(Selection):
+            raise GlueBenchError(f"--select {self.select!r}: use {choices.one_of(Selection)}, or --method (and its "
+                                 "parameters) for one configuration")
+        if self.method is not None and self.method not in FAMILIES:
+            raise GlueBenchError(f"--method {self.method!r}: choose one of {', '.join(FAMILIES)}")
+        choices.check(WnliPolicy, self.wnli, "--wnli")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise GlueBenchError(f"--learning-rate {self.learning_rate}: must be more than 0")
+
+
+def chosen_config(records: list, results_dir: Path, options: SubmitOptions):
+    """The one configuration `--method` (and its parameters) names among the done jobs; None for best-dev."""
     from glue_bench.method_config import FAMILIES, STRUCTURAL, MethodConfig
     from glue_bench.report.aggregate import matching_configs
+
+    method = options.method
+    if method is None:
+        return None
+    configs = matching_configs(records, method, options.params)
+    if not configs:
+        have = sorted({r.config for r in records if r.done})
+        asked = options.params
+        wanted = MethodConfig(method, tuple((k, asked[k]) for k in STRUCTURAL if asked.get(k) not in (None, False)))
+        raise GlueBenchError(f"no done job of {wanted.label} in {results_dir}; "
+                             f"it has {', '.join(have) or 'no done jobs'}")
+    if len(configs) > 1:
+        size = FAMILIES[method].size
+        raise GlueBenchError(f"--method {method} matches {len(configs)} configurations "
+                             f"({', '.join(c.label for c in configs)}): say which"
+                             + (f" with --{size}" if size else ""))
+    return configs[0]
+
+
+def write_submission(results_dir: Path, out: Path, options: SubmitOptions | None = None) -> Submission:
+    """Write the leaderboard zip from the chosen jobs' test predictions, validated before it is written."""
     from glue_bench.report.submission import build_members, validate_members, write_zip
 
-    if select != "best-dev" and method is None:
-        raise GlueBenchError(f"--select {select!r}: use best-dev, or --method (and its parameters) for one "
-                             "configuration")
-    if method is not None and method not in FAMILIES:
-        raise GlueBenchError(f"--method {method!r}: choose one of {', '.join(FAMILIES)}")
-    if wnli not in ("model", "majority"):
-        raise GlueBenchError(f"--wnli {wnli!r}: use model or majority")
+    options = options or SubmitOptions()
     if not Path(results_dir).is_dir():
         raise GlueBenchError(f"no results folder {results_dir}")
     records = collect(results_dir)
-    config = None
-    if method is not None:
-        asked = {**(params or {}), "bottleneck": bottleneck}
-        configs = matching_configs(records, method, asked)
-        if not configs:
-            have = sorted({r.config for r in records if r.done})
-            wanted = MethodConfig(method, tuple((k, asked[k]) for k in STRUCTURAL if asked.get(k) not in (None, False)))
-            wanted = wanted.label
-            raise GlueBenchError(f"no done job of {wanted} in {results_dir}; "
-                                 f"it has {', '.join(have) or 'no done jobs'}")
-        if len(configs) > 1:
-            size = FAMILIES[method].size
-            raise GlueBenchError(f"--method {method} matches {len(configs)} configurations "
-                                 f"({', '.join(c.label for c in configs)}): say which"
-                                 + (f" with --{size}" if size else ""))
-        config = configs[0]
-    chosen = choose_for_submission(records, config, learning_rate)
+    config = chosen_config(records, results_dir, options)
+    chosen = choose_for_submission(records, config, options.learning_rate)
+    majority_wnli = options.wnli == "majority"
     jobs, problems = {}, []
     for task in GLUE_TASKS:
-        if task == "wnli" and wnli == "majority":
+        if task == "wnli" and majority_wnli:
             continue
         sel = chosen.get(task)
         if sel is None:
@@ -166,12 +196,12 @@ def write_submission(results_dir: Path, out: Path, select: str = "best-dev", met
             problems.append(f"{TASKS[task].display}: {best.job_id} has no test predictions ({', '.join(lacking)})")
             continue
         jobs[task] = best
-    if problems and not allow_partial:
-        raise SubmissionRefused(problems)
-    if not jobs and wnli != "majority":
+    if problems and not options.allow_partial:
+        raise SubmissionRefused(problems, hint="--allow-partial writes the tasks that have them")
+    if not jobs and not majority_wnli:
         raise SubmissionRefused(problems or ["no task has test predictions"])
-    members = build_members({t: r.path for t, r in jobs.items()}, wnli == "majority", data_dir)
-    per_file, overall = validate_members(members, data_dir, allow_partial=True)
+    members = build_members({t: r.path for t, r in jobs.items()}, majority_wnli, options.data_dir)
+    per_file, overall = validate_members(members, options.data_dir, allow_partial=True)
     bad = [f"{name}: {'; '.join(p)}" for name, p in per_file.items() if p] + overall
     if bad:
         raise SubmissionRefused(bad)
@@ -179,7 +209,7 @@ def write_submission(results_dir: Path, out: Path, select: str = "best-dev", met
     choice = {TASKS[t].display: {"job": r.job_id, "config": chosen[t].config, "learning_rate": r.learning_rate,
                                  "epochs": r.epochs, "seed": r.seed, "dev_task_score": r.task_score}
               for t, r in jobs.items()}
-    if wnli == "majority":
+    if majority_wnli:
         choice["WNLI"] = {"job": None, "config": "majority class (all 0)"}
     atomic_write_json(Path(out).with_suffix(".json"), {"zip": str(out), "files": sorted(members), "chosen": choice,
                                                        "missing": problems})

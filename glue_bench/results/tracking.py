@@ -14,9 +14,12 @@ import threading
 from pathlib import Path
 from typing import Any, Protocol
 
+from glue_bench import choices
+from glue_bench.choices import WandbMode
+
 log = logging.getLogger(__name__)
 
-MODES = ("auto", "online", "offline", "disabled")
+MODES = choices.values(WandbMode)
 INIT_TIMEOUT_S = 20.0
 FINISH_TIMEOUT_S = 20.0
 SECRET_WORDS = ("key", "token", "secret", "password")

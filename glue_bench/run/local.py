@@ -26,6 +26,7 @@ from glue_bench.plan.manifest import load_job, load_manifest
 from glue_bench.process import ExitCode, free_port
 from glue_bench.results import claims
 from glue_bench.results.job_folder import JobDir
+from glue_bench.run.options import RunOptions
 from glue_bench.run.slots import (  # noqa: F401  (LOG_FILE_ENVIRONMENT: slurm_task reads it from here)
     LOG_FILE_ENVIRONMENT,
     Running,
@@ -38,7 +39,7 @@ from glue_bench.run.slots import (  # noqa: F401  (LOG_FILE_ENVIRONMENT: slurm_t
     resolve_gpus_per_job,
     suppress_lookup,
 )
-from glue_bench.spec import WANDB_MODES, JobSpec
+from glue_bench.spec import JobSpec
 
 
 @dataclass
@@ -340,34 +341,22 @@ def select_jobs(order: list[str], entries: dict[str, dict], only: list[str]) -> 
     return [j for j in order if j in set(chosen)]
 
 
-def build_executor(jobs_dir: Path, *, gpus: list[int] | None = None, gpus_per_job: int | None = None,
-                   procs_per_job: int | None = None, slots: int | None = None, retries: int = 0,
-                   only: list[str] | None = None, force: bool = False, lease_s: float = claims.DEFAULT_LEASE_S,
-                   wandb: str | None = None, on_event: Callable[[str, str], None] | None = None,
-                   jobs_per_gpu: int | None = None) -> LocalExecutor:
+def build_executor(jobs_dir: Path, options: RunOptions,
+                   on_event: Callable[[str, str], None] | None = None) -> LocalExecutor:
     """The local executor of a planned sweep with its slots: `--gpus-per-job` wins over the sweep's
     `gpus_per_job`, `auto` is resolved here (see `resolve_gpus_per_job`, said in `executor.note`)."""
-    if slots is not None and slots < 1:
-        raise GlueBenchError(f"--slots {slots}: must be at least 1")
-    if retries < 0:
-        raise GlueBenchError(f"--retries {retries}: must be 0 or more")
-    if procs_per_job is not None and procs_per_job < 1:
-        raise GlueBenchError(f"--procs-per-job {procs_per_job}: must be at least 1")
-    if gpus_per_job is not None and gpus_per_job < 0:
-        raise GlueBenchError(f"--gpus-per-job {gpus_per_job}: must be 0 (CPU) or more")
-    if wandb is not None and wandb not in WANDB_MODES:
-        raise GlueBenchError(f"--wandb {wandb!r}: choose {', '.join(WANDB_MODES)}")
-    if jobs_per_gpu is not None and jobs_per_gpu < 1:
-        raise GlueBenchError(f"--jobs-per-gpu {jobs_per_gpu}: must be at least 1")
     manifest = load_manifest(jobs_dir)
-    jobs_per_gpu = jobs_per_gpu or manifest.jobs_per_gpu
-    per_job, note = resolve_gpus_per_job(manifest.gpus_per_job if gpus_per_job is None else gpus_per_job, gpus)
-    procs = procs_per_job or manifest.procs_per_job
-    executor = LocalExecutor(jobs_dir, make_slots(gpus, per_job, slots, procs, jobs_per_gpu), retries=retries,
-                             only=only, force=force, lease_s=lease_s, gpus_per_job=per_job,
-                             procs_per_job=procs_per_job, wandb=wandb, on_event=on_event)
+    jobs_per_gpu = options.jobs_per_gpu or manifest.jobs_per_gpu
+    gpus = list(options.gpus) if options.gpus is not None else None
+    per_job, note = resolve_gpus_per_job(
+        manifest.gpus_per_job if options.gpus_per_job is None else options.gpus_per_job, gpus)
+    procs = options.procs_per_job or manifest.procs_per_job
+    executor = LocalExecutor(jobs_dir, make_slots(gpus, per_job, options.slots, procs, jobs_per_gpu),
+                             retries=options.retries, only=list(options.only) if options.only else None,
+                             force=options.force, lease_s=options.lease_s, gpus_per_job=per_job,
+                             procs_per_job=options.procs_per_job, wandb=options.wandb, on_event=on_event)
     executor.note = note
-    executor.estimate = planned_estimates(executor, per_job, slots or 1)
+    executor.estimate = planned_estimates(executor, per_job, options.slots or 1)
     return executor
 
 

@@ -8,9 +8,7 @@ from dataclasses import dataclass, field
 from glue_bench import choices
 from glue_bench.choices import Executor, WandbMode
 from glue_bench.errors import GlueBenchError
-
-DEFAULT_LEASE_S = 120.0
-"""Seconds a claim lives without renewal: a dead runner's jobs free up after it."""
+from glue_bench.results.claims import DEFAULT_LEASE_S
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -29,6 +29,7 @@ from pathlib import Path
 from glue_bench.errors import GlueBenchError
 from glue_bench.plan.manifest import load_manifest
 from glue_bench.results.job_folder import JobDir, atomic_write_json, atomic_write_text, read_json
+from glue_bench.run.options import RunOptions
 from glue_bench.train import rank_arguments
 
 SLURM_DIR = "slurm"
@@ -303,10 +304,15 @@ def failure_reason(job: JobDir, jobs_dir: Path, job_id: str) -> str:
     return f"{reason}; log {slurm_dir(jobs_dir) / 'logs' / (slurm_ids[-1] + '.out')}"
 
 
-def options_for(jobs_dir: Path, gpus_per_job: int | None = None, procs_per_job: int | None = None,
-                **sbatch) -> SlurmOptions:
+def options_for(jobs_dir: Path, options: RunOptions | None = None) -> SlurmOptions:
     """sbatch options of a planned sweep: `--gpus-per-job` wins over the sweep's, `auto` is one GPU per job."""
+    options = options or RunOptions(executor="slurm")
     manifest = load_manifest(jobs_dir)
-    per_job = manifest.gpus_per_job if gpus_per_job is None else gpus_per_job
+    per_job = manifest.gpus_per_job if options.gpus_per_job is None else options.gpus_per_job
+    asked = options.slurm
     return SlurmOptions(gpus_per_job=1 if per_job == "auto" else int(per_job),
-                        procs_per_job=procs_per_job or manifest.procs_per_job, **sbatch)
+                        procs_per_job=options.procs_per_job or manifest.procs_per_job, partition=asked.partition,
+                        account=asked.account, qos=asked.qos, time=asked.time, nodes=asked.nodes,
+                        cpus_per_task=asked.cpus_per_task, mem=asked.mem, array_parallelism=asked.array_parallelism,
+                        constraint=asked.constraint, sbatch_args=asked.sbatch_args,
+                        signal_seconds=asked.signal_seconds)

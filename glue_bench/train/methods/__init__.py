@@ -1,29 +1,23 @@
 """Fine-tuning methods. They differ in one place: how the model is changed and which parameters train.
 
-Each method module has `prepare(model, spec) -> None`: it edits the model in place (adds adapters, injects
-peft layers) and sets `requires_grad`. `REGISTRY` names them explicitly; `apply_method` runs one and
-returns the parameter counts every job records. The families' parameters are declared, without torch, in
-`glue_bench.method_config`.
+Each method module is named after its family and has `prepare(model, spec) -> None`: it edits the model in place
+(adds adapters, injects peft layers) and sets `requires_grad`. The families, their names and parameters are
+declared once, without torch, in `glue_bench.method_config.FAMILIES`; `REGISTRY` maps each to its module's
+`prepare` (a family without a module fails at import, and a test checks both ways); `apply_method` runs one and
+returns the parameter counts every job records.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from glue_bench.method_config import METHODS
 from glue_bench.spec import JobSpec
-from glue_bench.train.methods import bitfit, full, houlsby, ia3, layernorm_head, lora, pfeiffer
 from glue_bench.train.methods.common import check_architecture
 
-REGISTRY: dict[str, Callable] = {
-    "full": full.prepare,
-    "houlsby": houlsby.prepare,
-    "pfeiffer": pfeiffer.prepare,
-    "lora": lora.prepare,
-    "bitfit": bitfit.prepare,
-    "ia3": ia3.prepare,
-    "layernorm_head": layernorm_head.prepare,
-}
+REGISTRY: dict[str, Callable] = {name: importlib.import_module(f"{__name__}.{name}").prepare for name in METHODS}
 
 
 @dataclass(frozen=True, slots=True)
