@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from glue_bench.cost.arithmetic import (
+    Rate,
     Speed,
     SplitLengths,
     Structure,
@@ -185,10 +186,10 @@ def _calibrate_one(request: CalibrationRequest, spec: JobSpec, precision: str, d
     from glue_bench.model_source import model_identity
     from glue_bench.tasks import get_task
     from glue_bench.train.data import Padding, TokenCache, resolve_data_source, train_batches
-    from glue_bench.train.engine import build_engine, train_step
+    from glue_bench.train.engine import build_engine
     from glue_bench.train.methods import apply_method
     from glue_bench.train.models import count_shape, load_model, load_tokenizer
-    from glue_bench.train.runtime import Run, keep_freed_memory, seed_everything, to_device
+    from glue_bench.train.runtime import Run, keep_freed_memory, seed_everything
 
     task = get_task(spec.task)
     run = Run(spec)
@@ -210,6 +211,24 @@ def _calibrate_one(request: CalibrationRequest, spec: JobSpec, precision: str, d
     if len(batches) < total:
         raise GlueBenchError(f"{task.display} has {len(train)} training rows: too few for {total} batches of {BATCH}")
     sync = torch.cuda.synchronize if run.device.type == "cuda" else (lambda: None)
+    train_rate, tokens_per_s = _time_training(engine, train, batches, run, collator, structure, request.warmup, sync)
+    eval_rate = _time_evaluation(engine.module, dev, collator, structure, run, request.eval_batches, sync)
+    del engine, model
+    speed = Speed(train_rate, eval_rate, 0.0)
+    startup = _startup_seconds(spec, speed, structure, train, dev, threads, cache_dir) if request.measure_startup \
+        else 0.0
+    config = {k: v for k, v in spec.to_dict().items()
+              if k in _method_fields() and v != JobSpec.__dataclass_fields__[k].default}
+    return Calibration(model=model_identity(request.model), method=spec.method, device=device_name,
+                       precision=precision, speed=Speed(train_rate, eval_rate, startup), structure=structure,
+                       config=config, tokens_per_s=tokens_per_s, task=task.name,
+                       measured_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
+
+
+def _time_training(engine, train, batches, run, collator, structure, warmup: int, sync) -> tuple[Rate, float]:
+    """Optimizer steps timed one by one after `warmup` of them: the fitted rate and non-pad tokens per second."""
+    from glue_bench.train.engine import train_step
+
     engine.train()
     flops, seconds, tokens = [], [], 0
     for i, rows in enumerate(batches):
@@ -218,20 +237,24 @@ def _calibrate_one(request: CalibrationRequest, spec: JobSpec, precision: str, d
         loss, _ = train_step(engine, train, rows, run, 1, collator)
         float(loss)  # the step's end on the device
         elapsed = time.perf_counter() - start
-        if i >= request.warmup:
+        if i >= warmup:
             n = int(train.lengths[rows].sum())
             flops.append(n * train_flops_per_token(structure, n / len(rows)))
             seconds.append(elapsed)
             tokens += n
-    train_rate = fit_rate(flops, seconds)
-    tokens_per_s = tokens / sum(seconds)
+    return fit_rate(flops, seconds), tokens / sum(seconds)
 
-    # evaluation: batches spread over the dev split's longest-first order, as `prediction.predict` runs them
-    module = engine.module
+
+def _time_evaluation(module, dev, collator, structure, run, eval_batches: int, sync) -> Rate:
+    """Evaluation batches spread over the dev split's longest-first order, as `prediction.predict` runs them."""
+    import torch
+
+    from glue_bench.train.runtime import to_device
+
     module.eval()
     order = np.argsort(-dev.lengths, kind="stable")
     eval_rows = [order[i:i + BATCH] for i in range(0, len(order), BATCH)]
-    picks = [eval_rows[j] for j in np.linspace(0, len(eval_rows) - 1, min(len(eval_rows), request.eval_batches + 1),
+    picks = [eval_rows[j] for j in np.linspace(0, len(eval_rows) - 1, min(len(eval_rows), eval_batches + 1),
                                                 dtype=int)]
     eflops, eseconds = [], []
     with torch.no_grad():
@@ -248,17 +271,7 @@ def _calibrate_one(request: CalibrationRequest, spec: JobSpec, precision: str, d
                 n = int(dev.lengths[rows].sum())
                 eflops.append(n * eval_flops_per_token(structure, n / len(rows)))
                 eseconds.append(elapsed)
-    eval_rate = fit_rate(eflops, eseconds)
-    del engine, model, module
-    speed = Speed(train_rate, eval_rate, 0.0)
-    startup = _startup_seconds(spec, speed, structure, train, dev, threads, cache_dir) if request.measure_startup \
-        else 0.0
-    config = {k: v for k, v in spec.to_dict().items()
-              if k in _method_fields() and v != JobSpec.__dataclass_fields__[k].default}
-    return Calibration(model=model_identity(request.model), method=spec.method, device=device_name,
-                       precision=precision, speed=Speed(train_rate, eval_rate, startup), structure=structure,
-                       config=config, tokens_per_s=tokens_per_s, task=task.name,
-                       measured_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
+    return fit_rate(eflops, eseconds)
 
 
 def _method_fields() -> set[str]:

@@ -122,68 +122,12 @@ def parse_sweep(data: Any, source: str | None = None, base: Path | None = None) 
     for key in ("name", "model", "methods"):
         if key not in data:
             raise GlueBenchError(f"sweep key {key}: missing")
-    name = data["name"]
-    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
-        raise _bad("name", name, "a folder name without '/'")
-    model = data["model"]
-    if not isinstance(model, str) or not model:
-        raise _bad("model", model, "a hub id or a model folder")
-    data_source = data.get("data", "auto")
-    if not isinstance(data_source, str):
-        raise _bad("data", data_source, "auto, hub or a glue_data folder")
-    if data_source not in ("auto", "hub"):
-        data_source = _absolute_if_path(data_source, base)
-    tasks = data.get("tasks", "all")
-    if tasks == "all":
-        tasks = list(GLUE_TASKS)
-    try:
-        task_names = tuple(dict.fromkeys(get_task(t).name for t in _as_list("tasks", tasks)))
-    except GlueBenchError as e:
-        raise _bad("tasks", tasks, str(e)) from None
-    if "ax" in task_names:
-        raise _bad("tasks", tasks, "AX is predicted by the MNLI jobs, not trained")
-    methods = data["methods"]
-    if isinstance(methods, list):
-        methods = dict.fromkeys(methods)
-    if not isinstance(methods, dict) or not methods:
-        raise _bad("methods", methods, f"a mapping of methods ({', '.join(METHODS)}) to their grid keys")
-    method_grids = {}
-    for method, grid in methods.items():
-        if method not in METHODS:
-            raise _bad("methods", method, f"choose from {', '.join(METHODS)}")
-        method_grids[method] = _check_grid(f"methods.{method}.", grid)
-        for key in method_grids[method]:
-            if key in METHOD_PARAMS and key not in FAMILIES[method].params:
-                raise _bad(f"methods.{method}.{key}", grid[key], _not_a_parameter(key, method))
-    overrides = data.get("task_overrides") or {}
-    if not isinstance(overrides, dict):
-        raise _bad("task_overrides", overrides, "a mapping of task -> grid keys")
-    task_grids = {}
-    for task, grid in overrides.items():
-        if str(task).lower() not in TASKS:
-            raise _bad("task_overrides", task, "not a GLUE task")
-        if get_task(str(task)).name not in task_names:
-            raise _bad("task_overrides", task, f"not a task of this sweep ({', '.join(task_names)})")
-        task_grids[get_task(str(task)).name] = _check_grid(f"task_overrides.{task}.", grid)
-    gpus = data.get("gpus_per_job", "auto")
-    if gpus != "auto" and (not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 0):
-        raise _bad("gpus_per_job", gpus, "auto, 0 for CPU jobs, or a positive integer")
-    procs = data.get("procs_per_job", 1)
-    if not isinstance(procs, int) or isinstance(procs, bool) or procs < 1:
-        raise _bad("procs_per_job", procs, "a positive integer")
-    jobs_per_gpu = data.get("jobs_per_gpu", 1)
-    if not isinstance(jobs_per_gpu, int) or isinstance(jobs_per_gpu, bool) or jobs_per_gpu < 1:
-        raise _bad("jobs_per_gpu", jobs_per_gpu, "a positive integer: jobs sharing each GPU")
-    wandb = data.get("wandb") or {}
-    if not isinstance(wandb, dict):
-        raise _bad("wandb", wandb, "a mapping (project, entity, tags, mode)")
-    for key, value in wandb.items():
-        if key not in ("project", "entity", "tags", "mode"):
-            raise GlueBenchError(f"sweep key wandb.{key}: unknown key; use project, entity, tags, mode")
-        if key == "mode" and value not in choices.values(WandbMode):
-            raise _bad("wandb.mode", value, choices.one_of(WandbMode))
-        if key == "tags":
-            wandb = {**wandb, "tags": tuple(_as_list("wandb.tags", value))}
+    name, model, data_source = _identity(data, base)
+    task_names = _tasks(data.get("tasks", "all"))
+    method_grids = _methods(data["methods"])
+    task_grids = _task_overrides(data.get("task_overrides") or {}, task_names)
+    gpus, procs, jobs_per_gpu = _placement(data)
+    wandb = _wandb(data.get("wandb") or {})
     tags = data.get("tags") or []
     top = _check_grid("", {k: v for k, v in data.items() if k in GRID_KEYS})
     # a method parameter outside a method section is for the sweep's methods that have it: refuse it if none has
@@ -196,6 +140,91 @@ def parse_sweep(data: Any, source: str | None = None, base: Path | None = None) 
                  methods=method_grids, grid=top, task_overrides=task_grids, gpus_per_job=gpus,
                  procs_per_job=procs, jobs_per_gpu=jobs_per_gpu, wandb=wandb,
                  tags=tuple(_as_list("tags", tags)) if tags else (), source=source)
+
+
+def _identity(data: dict, base: Path) -> tuple[str, str, str]:
+    """The sweep's name, model and data source (a relative folder starts from the sweep file's folder)."""
+    name = data["name"]
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        raise _bad("name", name, "a folder name without '/'")
+    model = data["model"]
+    if not isinstance(model, str) or not model:
+        raise _bad("model", model, "a hub id or a model folder")
+    data_source = data.get("data", "auto")
+    if not isinstance(data_source, str):
+        raise _bad("data", data_source, "auto, hub or a glue_data folder")
+    if data_source not in ("auto", "hub"):
+        data_source = _absolute_if_path(data_source, base)
+    return name, model, data_source
+
+
+def _tasks(tasks: Any) -> tuple[str, ...]:
+    if tasks == "all":
+        tasks = list(GLUE_TASKS)
+    try:
+        task_names = tuple(dict.fromkeys(get_task(t).name for t in _as_list("tasks", tasks)))
+    except GlueBenchError as e:
+        raise _bad("tasks", tasks, str(e)) from None
+    if "ax" in task_names:
+        raise _bad("tasks", tasks, "AX is predicted by the MNLI jobs, not trained")
+    return task_names
+
+
+def _methods(methods: Any) -> dict[str, dict[str, list]]:
+    """Method -> its grid; a method parameter in the section of a method without it is refused."""
+    if isinstance(methods, list):
+        methods = dict.fromkeys(methods)
+    if not isinstance(methods, dict) or not methods:
+        raise _bad("methods", methods, f"a mapping of methods ({', '.join(METHODS)}) to their grid keys")
+    method_grids = {}
+    for method, grid in methods.items():
+        if method not in METHODS:
+            raise _bad("methods", method, f"choose from {', '.join(METHODS)}")
+        method_grids[method] = _check_grid(f"methods.{method}.", grid)
+        for key in method_grids[method]:
+            if key in METHOD_PARAMS and key not in FAMILIES[method].params:
+                raise _bad(f"methods.{method}.{key}", grid[key], _not_a_parameter(key, method))
+    return method_grids
+
+
+def _task_overrides(overrides: Any, task_names: tuple[str, ...]) -> dict[str, dict[str, list]]:
+    if not isinstance(overrides, dict):
+        raise _bad("task_overrides", overrides, "a mapping of task -> grid keys")
+    task_grids = {}
+    for task, grid in overrides.items():
+        if str(task).lower() not in TASKS:
+            raise _bad("task_overrides", task, "not a GLUE task")
+        if get_task(str(task)).name not in task_names:
+            raise _bad("task_overrides", task, f"not a task of this sweep ({', '.join(task_names)})")
+        task_grids[get_task(str(task)).name] = _check_grid(f"task_overrides.{task}.", grid)
+    return task_grids
+
+
+def _placement(data: dict) -> tuple[int | str, int, int]:
+    """gpus_per_job (`auto` or 0 and more), procs_per_job and jobs_per_gpu (1 and more)."""
+    gpus = data.get("gpus_per_job", "auto")
+    if gpus != "auto" and (not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 0):
+        raise _bad("gpus_per_job", gpus, "auto, 0 for CPU jobs, or a positive integer")
+    procs = data.get("procs_per_job", 1)
+    if not isinstance(procs, int) or isinstance(procs, bool) or procs < 1:
+        raise _bad("procs_per_job", procs, "a positive integer")
+    jobs_per_gpu = data.get("jobs_per_gpu", 1)
+    if not isinstance(jobs_per_gpu, int) or isinstance(jobs_per_gpu, bool) or jobs_per_gpu < 1:
+        raise _bad("jobs_per_gpu", jobs_per_gpu, "a positive integer: jobs sharing each GPU")
+    return gpus, procs, jobs_per_gpu
+
+
+def _wandb(wandb: Any) -> dict:
+    if not isinstance(wandb, dict):
+        raise _bad("wandb", wandb, "a mapping (project, entity, tags, mode)")
+    for key, value in wandb.items():
+        if key not in ("project", "entity", "tags", "mode"):
+            raise GlueBenchError(f"sweep key wandb.{key}: unknown key; use project, entity, tags, mode")
+        if key == "mode" and value not in choices.values(WandbMode):
+            raise _bad("wandb.mode", value, choices.one_of(WandbMode))
+        if key == "tags":
+            wandb = {**wandb, "tags": tuple(_as_list("wandb.tags", value))}
+    return wandb
 
 
 def load_sweep(path: str | os.PathLike) -> Sweep:
