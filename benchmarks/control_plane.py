@@ -70,7 +70,7 @@ def build_tree(root: Path, done_jobs: int | None = None) -> tuple[Path, Path, li
 
     sweep = load_sweep(SWEEP)
     sweep = dataclasses.replace(sweep, data=str(fake_data_folder(root)))
-    plan = plan_sweep(sweep, root / "jobs", root / "results")
+    plan = plan_sweep(sweep, root / "jobs", root / "results", weights_needed=False)  # synthetic results: no weights
     rng = random.Random(0)
     files = {(t, s): prediction_lines(TASKS[t], s, rng) for t in {j.task for j in plan.jobs}
              for s in TASKS[t].dev_splits + TASKS[t].test_splits}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import importlib.util
 import logging
 from pathlib import Path
@@ -49,21 +50,41 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def in_hub_cache(model: str) -> bool:
+    """Whether a hub id's config is in the local hub cache (what an offline load can find)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(model, "config.json"), str)
+    except ValueError:  # not a valid repository id
+        return False
+
+
 def go_offline_without_hub(model: str) -> None:
     """Before loading a hub id: when the hub cannot be reached, load from the local hub cache only
     (HF_HUB_OFFLINE=1), so a missing model fails at once instead of after the hub client's retries."""
+    if not is_model_path(model):
+        go_offline_if_unreachable(model)
+
+
+def go_offline_if_unreachable(what: str) -> bool:
+    """When the hub cannot be reached, switch this process to the local hub cache (HF_HUB_OFFLINE=1, for
+    huggingface_hub and datasets alike) so that what is not cached fails at once, not after retries (five per
+    file, about 25 s each). Returns whether the process is offline."""
     import os
 
-    if is_model_path(model) or os.environ.get("HF_HUB_OFFLINE") == "1" or hub_reachable():
-        return
-    log.warning("the Hugging Face hub is unreachable: %s is loaded from the local hub cache only", model)
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return True
+    if hub_reachable():
+        return False
+    log.warning("the Hugging Face hub is unreachable: %s is read from the local hub cache only", what)
     os.environ["HF_HUB_OFFLINE"] = "1"
-    try:  # huggingface_hub reads the variable once, at import
-        import huggingface_hub.constants as constants
-
-        constants.HF_HUB_OFFLINE = True
-    except (ImportError, AttributeError):
-        pass
+    for module in ("huggingface_hub.constants", "datasets.config"):  # both read the variable once, at import
+        try:
+            importlib.import_module(module).HF_HUB_OFFLINE = True
+        except (ImportError, AttributeError):
+            pass
+    return True
 
 
 def weight_files(folder: Path) -> list[Path]:

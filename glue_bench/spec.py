@@ -258,6 +258,8 @@ class JobSpec:
                 raise GlueBenchError(f"job spec is missing the field {name!r}")
         d = dict(d)
         if "tags" in d:
+            if not isinstance(d["tags"], list | tuple) or not all(isinstance(t, str) for t in d["tags"]):
+                raise SpecFieldError("tags", d["tags"], "a list of strings")
             d["tags"] = tuple(d["tags"])
         try:
             return cls(**d)
@@ -271,6 +273,10 @@ class JobSpec:
             d = json.loads(path.read_text())
         except FileNotFoundError:
             raise GlueBenchError(f"no job spec at {path}") from None
+        except IsADirectoryError:
+            raise GlueBenchError(f"{path} is a folder: give a job spec JSON file") from None
+        except UnicodeDecodeError:
+            raise GlueBenchError(f"{path}: not a text file (a job spec is JSON)") from None
         except json.JSONDecodeError as e:
             raise GlueBenchError(f"{path}: not valid JSON ({e})") from None
         if not isinstance(d, dict):

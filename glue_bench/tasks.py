@@ -223,8 +223,8 @@ _ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli", "diagnostic": "a
 
 def get_task(name: str) -> Task:
     """The task called `name` (case-insensitive; `SST-2` and `sst2` both work)."""
-    key = name.strip().lower()
-    key = _ALIASES.get(key, key)
+    key = name.strip().lower() if isinstance(name, str) else name
+    key = _ALIASES.get(key, key) if isinstance(key, str) else key
     if key not in TASKS:
         raise GlueBenchError(f"unknown task {name!r}; choose one of {', '.join(GLUE_TASKS)}")
     return TASKS[key]

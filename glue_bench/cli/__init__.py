@@ -20,7 +20,7 @@ from glue_bench.cli import results as cli_results
 from glue_bench.cli import sweep as cli_sweep
 from glue_bench.cli.output import configure_logging, console, err_console, say
 from glue_bench.cli.train_options import train_command
-from glue_bench.errors import GlueBenchError
+from glue_bench.errors import GlueBenchError, os_error_line
 from glue_bench.method_config import METHODS
 from glue_bench.process import ExitCode
 from glue_bench.tasks import GLUE_TASKS, TASKS, splits_present
@@ -29,22 +29,42 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, context_settings={
                   help="Parameter-efficient methods vs full fine-tuning on GLUE, under DeepSpeed.")
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            say(f"glue-bench {version('glue-bench')}")
+        except PackageNotFoundError:
+            say("glue-bench (not installed as a package)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                   help="Print glue-bench's version and exit.")] = False) -> None:
+    """Parameter-efficient methods vs full fine-tuning on GLUE, under DeepSpeed."""
+
+
 def fail(message: str) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True, markup=True)
-    return typer.Exit(1)
+    """One red line on stderr (the message is printed as it is, never read as markup) and exit 1."""
+    err_console.print("[red]error:[/red] ", end="", highlight=False)
+    err_console.print(message, highlight=False, soft_wrap=True, markup=False)
+    return typer.Exit(ExitCode.FAILED)
 
 
 def command(name: str | None = None):
-    """Register a command; a `GlueBenchError` it raises becomes red error lines and exit 1 (the one handler)."""
+    """Register a command; a `GlueBenchError` or an operating-system error it raises becomes one red line and
+    exit 1 (the one handler: no traceback for a problem the user can fix)."""
     def register(fn):
         @functools.wraps(fn)
         def run(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
             except GlueBenchError as e:
-                for problem in getattr(e, "problems", None) or [str(e)]:
-                    err_console.print(f"[red]error:[/red] {problem}", highlight=False, soft_wrap=True)
-                raise typer.Exit(1) from None
+                raise fail(str(e)) from None
+            except OSError as e:
+                raise fail(os_error_line(e)) from None
         app.command(name)(run)
         return fn
     return register
@@ -56,11 +76,10 @@ def tasks(data_dir: Annotated[Optional[Path], typer.Option(help="glue_data folde
 
     Example: glue-bench tasks --data-dir ../shared/glue_data
     """
-    table = Table(title="GLUE tasks")
-    for col in ("task", "text fields", "labels", "metrics", "splits (official size)", "submission"):
-        table.add_column(col)
+    columns = ["task", "text fields", "labels", "metrics", "splits (official size)", "submission"]
     if data_dir is not None:
-        table.add_column(f"in {data_dir}")
+        columns.append(f"in {data_dir}")
+    rows = []
     for name in (*GLUE_TASKS, "ax"):
         t = TASKS[name]
         labels = "regression 0..5" if t.is_regression else ", ".join(f"{i} {n}" for i, n in enumerate(t.label_names))
@@ -70,8 +89,19 @@ def tasks(data_dir: Annotated[Optional[Path], typer.Option(help="glue_data folde
         if data_dir is not None:
             present = splits_present(t, data_dir)
             row.append(", ".join(f"{s} {'yes' if ok else '[red]missing[/red]'}" for s, ok in present.items()))
-        table.add_row(*row)
-    console.print(table)
+        rows.append(row)
+    if console.is_terminal and console.width >= 140:  # the table needs the width; else one block per task
+        table = Table(title="GLUE tasks")
+        for col in columns:
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+        return
+    for row in rows:
+        console.print(f"[bold]{row[0]}[/bold]", highlight=False)
+        for col, value in zip(columns[1:], row[1:], strict=True):
+            console.print(f"  {col}: {value}", highlight=False)
 
 
 def train(spec_file: Optional[Path], output_dir: Optional[Path], cache_dir: Optional[Path], force: bool,

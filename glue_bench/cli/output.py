@@ -42,7 +42,9 @@ def plural(n: int, word: str) -> str:
 def _render_factory():
     from rich.live import Live
 
-    live = Live(console=console, refresh_per_second=2, transient=False) if console.is_terminal else None
+    # transient: the live table goes when the run ends (its last frame would be an empty table repeating the
+    # counts); the summary line after it says how the run ended
+    live = Live(console=console, refresh_per_second=2, transient=True) if console.is_terminal else None
 
     def render(executor) -> None:
         if live is None:
@@ -100,6 +102,10 @@ def run_local(jobs_dir: Path, options: RunOptions) -> int:
     say(", ".join(f"{k} {v}" for k, v in counts.items()) + f" ({len(outcome.done)} finished now)")
     for job_id, error in outcome.failed.items():
         err_console.print(f"[red]failed[/red] {job_id}: {error}", highlight=False)
+    from glue_bench.results.tracking import offline_sync_hint
+
+    if hint := offline_sync_hint(ex.results_dir):
+        say(hint)
     return outcome.exit_code
 
 
@@ -160,7 +166,9 @@ def print_report(report, show_selection: bool) -> None:
                     f"seeds {[r.seed for r in s.records]}, mean dev score {100 * s.mean_score:.2f}")
     say("wrote " + ", ".join(str(f) for f in report.files))
     if report.wandb_run:
-        say(f"wandb summary run {report.wandb_run} in group {report.records[0].path.parent.name}")
+        say(f"wandb summary run {report.wandb_run} in group {report.records[0].path.parent.name}"
+            + (f" (offline, under {report.wandb_dir}: wandb sync {report.wandb_dir}/wandb/offline-run-*)"
+               if report.wandb_dir else ""))
 
 
 def print_submission(sub) -> None:

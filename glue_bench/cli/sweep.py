@@ -41,11 +41,8 @@ def plan(
 
     Example: glue-bench plan jobs/demo.yaml;  glue-bench plan jobs/houlsby-vs-full.yaml --dry-run --estimate --gpu-type h100
     """
-    from glue_bench.plan.manifest import describe, plan_sweep
-    from glue_bench.plan.sweep_file import load_sweep
-
-    result = plan_sweep(load_sweep(sweep_file), jobs_dir, results_dir, skip_missing, dry_run)
-    say(("[dry run, nothing written] " if dry_run else "") + describe(result))
+    result = plan_and_say(sweep_file, jobs_dir, results_dir, skip_missing, dry_run,
+                          weights_needed=not (dry_run and estimate))
     if estimate:
         from glue_bench.cost.pricing import estimate_report, target_for
         from glue_bench.plan.sweep_file import expand_sweep
@@ -54,6 +51,16 @@ def plan(
         priced = expand_sweep(swept)  # every job of the grid, those of skipped tasks too: a price needs no data
         for line in estimate_report(priced, target_for(device, swept.gpus_per_job, gpu_type, slots), slots):
             say(line)
+    return result
+
+
+def plan_and_say(sweep_file: Path, jobs_dir: Path, results_dir: Path, skip_missing: bool, dry_run: bool,
+                 weights_needed: bool):
+    """What `plan` and `sweep` share: plan the sweep file (`plan.manifest.plan_sweep`) and say what was planned."""
+    from glue_bench.plan.manifest import describe, plan_sweep, read_sweep_file
+
+    result = plan_sweep(read_sweep_file(sweep_file), jobs_dir, results_dir, skip_missing, dry_run, weights_needed)
+    say(("[dry run, nothing written] " if dry_run else "") + describe(result))
     return result
 
 
@@ -144,6 +151,10 @@ def status(
         say(f"running {job['id']} on {job['where']} ({epoch}step {job.get('step') or 0})")
     for job in st["failed"]:
         console.print(f"[red]failed[/red] {job['id']} (attempt {job['attempt']}): {job['error']}", highlight=False)
+    for job in st["pending"]:
+        if job.get("problem"):
+            console.print(f"[yellow]not done[/yellow] {job['id']}: {job['problem']} (run reruns it)", highlight=False,
+                          markup=True)
     resumable = [j["id"] for j in st["pending"] if j.get("resumable")]
     if resumable:
         say(f"{len(resumable)} pending job(s) resume from a checkpoint: " + ", ".join(resumable[:5])
@@ -171,7 +182,7 @@ def sweep(
     configure_logging()
     options = RunOptions(gpus=parse_gpus(gpus), gpus_per_job=gpus_per_job, slots=slots, jobs_per_gpu=jobs_per_gpu,
                          retries=retries, wandb=wandb)
-    planned = plan(sweep_file, jobs_dir, results_dir, skip_missing, dry_run)
+    planned = plan_and_say(sweep_file, jobs_dir, results_dir, skip_missing, dry_run, weights_needed=not dry_run)
     if dry_run:
         from glue_bench.run.slots import resolve_gpus_per_job
 

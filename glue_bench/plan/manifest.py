@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from glue_bench.errors import GlueBenchError
-from glue_bench.plan.sweep_file import Sweep, expand_sweep, job_size
+from glue_bench.plan.sweep_file import Sweep, expand_sweep, job_size, load_sweep
 from glue_bench.results import schemas
 from glue_bench.results.job_folder import JobDir, atomic_write_json, atomic_write_text, read_json
 from glue_bench.spec import JobSpec
-from glue_bench.tasks import HUB_DATASET, TASKS
-from glue_bench.train.preflight import check_model, data_folder, missing_files
+from glue_bench.tasks import TASKS
+from glue_bench.train.preflight import check_model, data_folder, hub_data_problem, missing_files
 
 MANIFEST = "manifest.json"
 
@@ -42,7 +42,7 @@ def missing_data(sweep: Sweep, specs: list[JobSpec]) -> dict[str, str]:
     problems = {}
     for task in dict.fromkeys(s.task for s in specs):
         if folder is None:
-            problem = _hub_problem(task)
+            problem = hub_data_problem(task)
         elif not folder.is_dir():
             problem = f"data folder {folder} does not exist"
         else:
@@ -53,20 +53,13 @@ def missing_data(sweep: Sweep, specs: list[JobSpec]) -> dict[str, str]:
     return problems
 
 
-def _hub_problem(task: str) -> str | None:
-    try:
-        import datasets
-
-        datasets.load_dataset_builder(HUB_DATASET, task)
-    except Exception as e:  # unreachable hub or no such config
-        return f"cannot reach {HUB_DATASET}/{task} on the Hugging Face hub ({type(e).__name__}); use a glue_data folder"
-    return None
-
-
 def plan_sweep(sweep: Sweep, jobs_root: Path = Path("jobs"), results_root: Path = Path("results"),
-               skip_missing: bool = False, dry_run: bool = False) -> Plan:
+               skip_missing: bool = False, dry_run: bool = False, weights_needed: bool = True) -> Plan:
+    """Write (or with `dry_run` only say) the sweep's job specs and manifest, after checking everything the jobs
+    would check when they start. `weights_needed` off: a hub model need not be on this machine (a dry run that
+    only prices the sweep from a known configuration)."""
     specs = expand_sweep(sweep)
-    check_model(sweep.model)
+    check_model(sweep.model, weights_needed)
     problems = missing_data(sweep, specs)
     if problems and not skip_missing:
         task, why = next(iter(problems.items()))
@@ -149,6 +142,14 @@ class Manifest:
         return JobDir(self.results_dir / job_id)
 
 
+def read_sweep_file(path: Path) -> Sweep:
+    """The sweep file `plan` and `sweep` were given; a planned sweep's folder given instead says what to do."""
+    if Path(path).is_dir() and (Path(path) / MANIFEST).is_file():
+        raise GlueBenchError(f"{path} is a planned sweep, not a sweep file: run it with `glue-bench run {path}`, "
+                             "or give the YAML file it was planned from")
+    return load_sweep(path)
+
+
 def load_manifest(jobs_dir: Path) -> Manifest:
     """The manifest of a planned sweep, or a one-line error saying how to make one."""
     data = read_json(Path(jobs_dir) / MANIFEST)
@@ -173,7 +174,9 @@ def describe(plan: Plan) -> str:
     by_task: dict[str, int] = {}
     for s in plan.jobs:
         by_task[s.task] = by_task.get(s.task, 0) + 1
-    parts = [f"{len(plan.jobs)} jobs in {plan.jobs_dir} ({', '.join(f'{t} {n}' for t, n in by_task.items())})",
+    seeds = sorted({s.seed for s in plan.jobs})
+    parts = [f"{len(plan.jobs)} jobs in {plan.jobs_dir} ({', '.join(f'{t} {n}' for t, n in by_task.items())}; "
+             f"seed{'s' if len(seeds) != 1 else ''} {', '.join(map(str, seeds))})",
              f"{len(plan.written)} new or changed, {len(plan.unchanged)} unchanged, {len(plan.retired)} retired",
              f"results go to {plan.results_dir}"]
     parts += [f"skipped {TASKS[t].display}: {why}" for t, why in plan.skipped.items()]

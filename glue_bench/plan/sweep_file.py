@@ -161,8 +161,9 @@ def _identity(data: dict, base: Path) -> tuple[str, str, str]:
 def _tasks(tasks: Any) -> tuple[str, ...]:
     if tasks == "all":
         tasks = list(GLUE_TASKS)
+    names = _as_list("tasks", tasks)  # its own error names the key
     try:
-        task_names = tuple(dict.fromkeys(get_task(t).name for t in _as_list("tasks", tasks)))
+        task_names = tuple(dict.fromkeys(get_task(t).name for t in names))
     except GlueBenchError as e:
         raise _bad("tasks", tasks, str(e)) from None
     if "ax" in task_names:
@@ -173,6 +174,8 @@ def _tasks(tasks: Any) -> tuple[str, ...]:
 def _methods(methods: Any) -> dict[str, dict[str, list]]:
     """Method -> its grid; a method parameter in the section of a method without it is refused."""
     if isinstance(methods, list):
+        if not all(isinstance(m, str) for m in methods):
+            raise _bad("methods", methods, f"method names ({', '.join(METHODS)}), or a mapping of them to grid keys")
         methods = dict.fromkeys(methods)
     if not isinstance(methods, dict) or not methods:
         raise _bad("methods", methods, f"a mapping of methods ({', '.join(METHODS)}) to their grid keys")
@@ -229,10 +232,14 @@ def _wandb(wandb: Any) -> dict:
 
 def load_sweep(path: str | os.PathLike) -> Sweep:
     path = Path(path)
+    if path.is_dir():
+        raise GlueBenchError(f"{path} is a folder: give a sweep YAML file (see docs/sweeps.md)")
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise GlueBenchError(f"no sweep file at {path}") from None
+    except UnicodeDecodeError:
+        raise GlueBenchError(f"{path} is not a text file: give a sweep YAML file") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -105,8 +105,9 @@ def _record(job: JobDir, spec: JobSpec) -> JobRecord:
     }
     if not done or metrics is None:
         error = job.error_summary()
-        if error is None and job.metrics_path.is_file():  # there, but unreadable or not a finished job's
-            error = "metrics.json is corrupt or incomplete (glue-bench status --verify; rerun the job with --force)"
+        if error is None:  # finished once, but its record or its files are not whole: the one verdict
+            problem = job.problem()
+            error = f"{problem} (glue-bench run reruns it)" if problem else None
         return JobRecord(**common, error=error)
     params = metrics.get("parameters", {})
     head = params.get("head")

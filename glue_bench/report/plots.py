@@ -82,7 +82,8 @@ def size_plot(rows: list[Row], out_dir: Path) -> Path | None:
         if r.kind == "method" and r.method is not None and r.method.size is not None:
             sized.setdefault(r.family, []).append(r)
     sized = {f: rs for f, rs in sized.items() if len({r.method.size for r in rs}) > 1}
-    if not sized:
+    if not sized:  # nothing to draw: a figure from an earlier report of this folder would describe other results
+        (out_dir / "score_vs_size.png").unlink(missing_ok=True)
         return None
     full = next((r for r in rows if r.kind == "method" and r.family == "full"), None)
     fig, axes = plt.subplots(1, len(sized), figsize=(5 * len(sized), 3.5), squeeze=False)

@@ -30,6 +30,8 @@ class Report:
     missing: list[str]
     files: list[Path]
     wandb_run: str | None = None
+    wandb_dir: Path | None = None
+    """Where the summary run was saved when it ran offline (None: online, or no run)."""
     budgets: list = field(default_factory=list)
     """`budgets.BudgetColumn`s of the equal-budget table."""
     reference: tuple | None = None
@@ -78,7 +80,11 @@ def write_report(results_dir: Path, out_dir: Path | None = None, wandb: str | No
     report = Report(f"{results_dir.name}: {data['jobs']['done']} of {len(records)} jobs done", rows, records,
                     missing, files, budgets=columns, reference=compared)
     if wandb is not None:
+        from glue_bench.results import tracking
+
         report.wandb_run = log_report_run(results_dir, report, out / "report.json", wandb)
+        if report.wandb_run and tracking.resolve_mode(wandb) == "offline":
+            report.wandb_dir = tracking.wandb_directory(results_dir)
     return report
 
 

@@ -22,6 +22,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from glue_bench.results import schemas
 from glue_bench.results.record import MetricsRecord, is_current
 from glue_bench.tasks import TASKS
 
@@ -65,6 +66,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def follow_umask(folder: Path) -> None:
+    """Give every file under `folder` the permissions a plain `open` would (safetensors writes 0600: colleagues
+    sharing a results folder could not load the weights)."""
+    mode = 0o666 & ~umask()
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, mode)
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -124,25 +134,48 @@ def expected_predictions(metrics: dict) -> tuple[str, ...]:
 
 def metrics_complete(result_dir: Path, metrics: dict | None, verify: bool = False) -> bool:
     """Whether `metrics` (read from `result_dir`) describes a finished job whose prediction files are whole."""
-    if metrics is None:
-        return False
+    return metrics is not None and incomplete_file(result_dir, metrics, verify) is None
+
+
+def incomplete_file(result_dir: Path, metrics: dict, verify: bool = False) -> str | None:
+    """What keeps a finished job's record from being whole, naming the file (None when it is whole): the one
+    verdict that `status`, `run`, `report` and `submit` all give."""
+    job = JobDir(result_dir)
     predictions = metrics["predictions"]
-    if not isinstance(predictions, dict) or not set(expected_predictions(metrics)) <= set(predictions):
-        return False
-    folder = Path(result_dir) / "predictions"
+    if not isinstance(predictions, dict):
+        return f"{job.metrics_path.name} lists no prediction files"
+    missing = [s for s in expected_predictions(metrics) if s not in predictions]
+    if missing:
+        return f"{job.metrics_path.name} lists no predictions of {', '.join(missing)}"
     files = metrics.get("prediction_files")
     if not isinstance(files, dict) or set(files) != set(predictions):  # written before prediction_files
-        return all(prediction_rows(folder / f"{split}.tsv") == rows for split, rows in predictions.items())
+        for split, rows in predictions.items():
+            found = prediction_rows(job.prediction_path(split))
+            if found != rows:
+                return f"{_relative(job, job.prediction_path(split))} has {found} rows, {rows} recorded"
+        return None
     for split, expected in files.items():
-        path = folder / f"{split}.tsv"
+        path = job.prediction_path(split)
+        name = _relative(job, path)
         try:
-            if path.stat().st_size != expected["bytes"]:
-                return False
-        except (OSError, TypeError, KeyError):
-            return False
-        if verify and (prediction_rows(path) != expected["rows"] or file_sha256(path) != expected["sha256"]):
-            return False
-    return True
+            size = path.stat().st_size
+            if size != expected["bytes"]:
+                return f"{name} is {size:,} bytes, {job.metrics_path.name} recorded {expected['bytes']:,}"
+        except FileNotFoundError:
+            return f"{name} is missing"
+        except (OSError, TypeError, KeyError) as e:
+            return f"{name} cannot be checked ({type(e).__name__})"
+        if verify:
+            rows = prediction_rows(path)
+            if rows != expected["rows"]:
+                return f"{name} has {rows} rows, {job.metrics_path.name} recorded {expected['rows']}"
+            if file_sha256(path) != expected["sha256"]:
+                return f"{name} was changed after the job wrote it (its sha256 differs from the record)"
+    return None
+
+
+def _relative(job: JobDir, path: Path) -> str:
+    return str(path.relative_to(job.path))
 
 
 def is_done(result_dir: Path, verify: bool = False) -> bool:
@@ -207,6 +240,17 @@ class JobDir:
 
     def metrics(self) -> dict | None:
         return load_metrics(self.path)
+
+    def problem(self, verify: bool = False) -> str | None:
+        """Why a job that wrote metrics.json is not done, naming the file: a corrupt metrics.json, or a
+        prediction file that is missing, cut short or changed. None when it is done or never finished."""
+        if not self.metrics_path.is_file():
+            return None
+        metrics = self.metrics()
+        if metrics is None:
+            return (f"{self.metrics_path.name} is corrupt (not JSON, or not schema {schemas.METRICS} with the keys "
+                    "every reader needs)")
+        return incomplete_file(self.path, metrics, verify)
 
     def read_spec(self) -> JobSpec | None:
         """The spec the folder was run with, or None when there is none (a corrupt one raises)."""

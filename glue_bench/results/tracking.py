@@ -156,6 +156,17 @@ def wandb_directory(default: Path) -> Path:
     return Path(env)
 
 
+def offline_sync_hint(results: Path) -> str | None:
+    """The line that says where a sweep's offline wandb runs are and how to upload them (None: there are none):
+    printed by `run` and `sweep` at the end, not only in each job's log."""
+    env = os.environ.get("WANDB_DIR")
+    root, pattern = (Path(env), "wandb/offline-run-*") if env else (Path(results), "*/wandb/offline-run-*")
+    runs = sorted(root.glob(pattern))
+    if not runs:
+        return None
+    return f"wandb: {len(runs)} run(s) saved offline; upload them with: wandb sync {root / pattern}"
+
+
 def start(mode: str, *, project: str, entity: str | None, group: str | None, job_type: str, name: str,
           tags: list[str], config: dict[str, Any], directory: Path, run_id: str | None = None,
           resume: bool = False) -> Tracker:

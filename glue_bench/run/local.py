@@ -38,6 +38,7 @@ from glue_bench.run.slots import (  # noqa: F401  (LOG_FILE_ENVIRONMENT: slurm_t
     ran_out_of_memory,
     resolve_gpus_per_job,
     suppress_lookup,
+    visible_gpus,
 )
 from glue_bench.spec import JobSpec
 
@@ -348,6 +349,13 @@ def build_executor(jobs_dir: Path, options: RunOptions,
     manifest = load_manifest(jobs_dir)
     jobs_per_gpu = options.jobs_per_gpu or manifest.jobs_per_gpu
     gpus = list(options.gpus) if options.gpus is not None else None
+    if gpus is not None:  # before anything starts: a job on a GPU that is not there fails seconds later
+        visible = visible_gpus()
+        absent = [g for g in gpus if g not in visible]
+        if absent:
+            raise GlueBenchError(f"--gpus {','.join(map(str, gpus))}: GPU {', '.join(map(str, absent))} is not "
+                                 f"visible here (visible: {', '.join(map(str, visible)) or 'none'}); leave --gpus "
+                                 "out to use what is visible (CPU slots when there is no GPU)")
     per_job, note = resolve_gpus_per_job(
         manifest.gpus_per_job if options.gpus_per_job is None else options.gpus_per_job, gpus)
     procs = options.procs_per_job or manifest.procs_per_job

@@ -11,7 +11,8 @@ from glue_bench.results import claims
 
 def sweep_status(jobs_dir: Path, verify: bool = False) -> dict[str, list[dict]]:
     """Counts and details of a sweep's jobs. "Done" is the stat check; `verify` also re-reads every
-    prediction file (rows and sha256), which costs a pass over all of them."""
+    prediction file (rows and sha256), which costs a pass over all of them. A pending job that finished once but
+    whose files are no longer whole says why (`problem`, naming the file): it runs again."""
     manifest = load_manifest(jobs_dir)
     status: dict[str, list[dict]] = {"done": [], "running": [], "failed": [], "pending": []}
     for entry in manifest.jobs:
@@ -25,7 +26,7 @@ def sweep_status(jobs_dir: Path, verify: bool = False) -> dict[str, list[dict]]:
         elif (error := job.error()) is not None:
             status["failed"].append({"id": entry.id, "error": job.error_summary(), "attempt": error.get("attempt")})
         else:
-            status["pending"].append({"id": entry.id, "resumable": job.is_resumable()})
+            status["pending"].append({"id": entry.id, "resumable": job.is_resumable(), "problem": job.problem(verify)})
     return status
 
 

@@ -12,22 +12,27 @@ import re
 from pathlib import Path
 
 from glue_bench.errors import GlueBenchError
-from glue_bench.model_source import is_model_path, resolve_model
+from glue_bench.model_source import go_offline_if_unreachable, in_hub_cache, is_model_path, resolve_model
 from glue_bench.spec import JobSpec
-from glue_bench.tasks import TASKS
+from glue_bench.tasks import HUB_DATASET, TASKS
 
 # Encoders with the BERT output-block structure the methods are defined on (methods/common.py).
 SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "camembert")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
-def check_model(model: str) -> None:
+def check_model(model: str, weights_needed: bool = True) -> None:
     """A model folder must exist, hold a readable config.json and be a supported encoder; anything else
-    must at least look like a hub id (`name` or `namespace/name`)."""
+    must at least look like a hub id (`name` or `namespace/name`) and, offline (HF_HUB_OFFLINE=1, or the hub
+    unreachable), be in the local hub cache, unless `weights_needed` is off (pricing a known configuration)."""
     model = resolve_model(model)  # a packaged hub id: its installed folder (else the hub id itself)
     if not is_model_path(model):
         if not HUB_ID.match(model) or "--" in model or ".." in model:
             raise GlueBenchError(f"model {model!r}: neither a model folder nor a hub id (namespace/name)")
+        if weights_needed and go_offline_if_unreachable(model) and not in_hub_cache(model):
+            raise GlueBenchError(f"model {model!r}: offline (HF_HUB_OFFLINE=1 or the hub unreachable) and not in "
+                                 "the local hub cache; give a model folder, or download it where the hub is "
+                                 "reachable")
         return
     folder = Path(model).expanduser()
     if not folder.is_dir():
@@ -61,12 +66,29 @@ def missing_files(task: str, folder: Path, predict_test: bool) -> list[str]:
 def check_data(spec: JobSpec) -> None:
     folder = data_folder(spec.data)
     if folder is None:
-        return  # the hub: reachable or not is found when loading
+        problem = hub_data_problem(spec.task)
+        if problem:
+            raise GlueBenchError(f"{TASKS[spec.task].display}: {problem}")
+        return
     if not folder.is_dir():
         raise GlueBenchError(f"data folder {folder} does not exist")
     missing = missing_files(spec.task, folder, spec.predict_test)
     if missing:
         raise GlueBenchError(f"{TASKS[spec.task].display}: missing {', '.join(missing)} in {folder}")
+
+
+def hub_data_problem(task: str) -> str | None:
+    """Why a task's GLUE data cannot come from the hub here (None: it can): offline, it must be in the local
+    datasets cache; online, the hub must know it. Offline is decided once, at once, not after retries."""
+    go_offline_if_unreachable(f"the GLUE dataset ({HUB_DATASET})")
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.load_dataset_builder(HUB_DATASET, task)
+    except Exception as e:  # unreachable hub, not in the cache, or no such config
+        return f"cannot reach {HUB_DATASET}/{task} on the Hugging Face hub ({type(e).__name__}); use a glue_data folder"
+    return None
 
 
 def check_output_dir(out: Path) -> None:

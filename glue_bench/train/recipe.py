@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from glue_bench.errors import GlueBenchError
+from glue_bench.errors import GlueBenchError, os_error_line
 from glue_bench.process import ExitCode
 from glue_bench.results import tracking
 from glue_bench.results.claims import LeaseKeeper
@@ -49,6 +49,8 @@ from glue_bench.train.runtime import Run, keep_freed_memory, resolve_precision, 
 from glue_bench.train.weights import save_weights
 
 log = logging.getLogger(__name__)
+SMALL_SPLIT_SHARE = 0.5
+"""A split with fewer rows than this share of its official size, unasked, gets a warning."""
 
 
 class Interrupted(Exception):
@@ -133,6 +135,7 @@ def setup(spec: JobSpec, output_dir: Path, cache_dir: Path | None = None) -> Job
     source = resolve_data_source(spec.data)
     cache = TokenCache(cache_dir)
     train_full = cache.encoded(task, "train", source, tokenizer, spec.max_seq_length)
+    warn_if_small(task, "train", len(train_full), spec.max_train_samples)
     train = train_full.select(subset_rows(len(train_full), spec.max_train_samples, spec.data_seed))
     dev = {}
     for split in task.dev_splits:
@@ -159,6 +162,15 @@ def setup(spec: JobSpec, output_dir: Path, cache_dir: Path | None = None) -> Job
     job.best_tensors = ckpt.trainable_state(job.module)
     resume(job)
     return job
+
+
+def warn_if_small(task: Task, split: str, rows: int, asked: int | None) -> None:
+    """A split far smaller than its official size that no `max_*_samples` asked for is most likely the wrong
+    data (a test fixture, a truncated download): said once, in the job's log."""
+    official = task.sizes.get(split)
+    if asked is None and official and rows < SMALL_SPLIT_SHARE * official:
+        log.warning("%s %s has %d rows, %.1f%% of its official %d: is this the whole GLUE data? (max_train_samples "
+                    "asks for a subset on purpose)", task.display, split, rows, 100 * rows / official, official)
 
 
 def resume(job: Job) -> None:
@@ -243,18 +255,11 @@ def fit(job: Job) -> None:
                 if job.global_step == 1:
                     job.history.write({"event": "first_step", "step": 1,
                                        "seconds_since_start": time.time() - job.started})
-                if job.global_step % spec.log_every_steps == 0:
-                    now = time.time()
-                    grad_norm = engine.get_global_grad_norm()
-                    job.history.write({
-                        "step": job.global_step, "epoch": job.epoch + job.step_in_epoch / job.per_epoch,
-                        "train/loss": loss_sum.item() / max(1, examples_since_log),  # sync every N steps
-                        "train/lr": engine.lr_scheduler.get_last_lr()[0],
-                        "train/grad_norm": float(grad_norm) if grad_norm is not None else None,
-                        "train/examples_per_s": examples_since_log * run.world / max(1e-9, now - t_log),
-                    })
+                # every N steps, and at an epoch's end (a run shorter than N steps still logs its loss)
+                if job.global_step % spec.log_every_steps == 0 or job.step_in_epoch == len(batches):
+                    log_training(job, loss_sum, examples_since_log, t_log)  # a host sync every N steps
                     loss_sum.zero_()
-                    examples_since_log, t_log = 0, now
+                    examples_since_log, t_log = 0, time.time()
                 if spec.eval_every_steps and job.global_step % spec.eval_every_steps == 0 \
                         and job.step_in_epoch < len(batches):
                     evaluate(job)
@@ -271,6 +276,18 @@ def fit(job: Job) -> None:
         job.history.write({"event": "interrupted", "step": job.global_step})
         job.tracker.finish()
         raise
+
+
+def log_training(job: Job, loss_sum, examples: int, since: float) -> None:
+    """A training record: mean loss per example since the last one, learning rate, gradient norm, throughput."""
+    grad_norm = job.engine.get_global_grad_norm()
+    job.history.write({
+        "step": job.global_step, "epoch": job.epoch + job.step_in_epoch / job.per_epoch,
+        "train/loss": loss_sum.item() / max(1, examples),
+        "train/lr": job.engine.lr_scheduler.get_last_lr()[0],
+        "train/grad_norm": float(grad_norm) if grad_norm is not None else None,
+        "train/examples_per_s": examples * job.run.world / max(1e-9, time.time() - since),
+    })
 
 
 def finish(job: Job) -> dict:
@@ -348,17 +365,20 @@ def run_job(spec: JobSpec, output_dir: Path, cache_dir: Path | None = None) -> i
     rank0 = os.environ.get("RANK", "0") == "0"
     try:
         main(spec, output_dir, cache_dir)
-        return 0
+        return ExitCode.OK
     except Interrupted:
         return ExitCode.INTERRUPTED
     except Exception as e:
         tracking.finish_all()
         if rank0:
-            Path(output_dir).mkdir(parents=True, exist_ok=True)
-            JobDir(output_dir).write_exception(e)
-        if isinstance(e, GlueBenchError):
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+            try:
+                Path(output_dir).mkdir(parents=True, exist_ok=True)
+                JobDir(output_dir).write_exception(e)
+            except OSError:  # a full disk or a read-only folder: the line below says what happened
+                pass
+        if isinstance(e, GlueBenchError | OSError):  # a problem the user can fix: one line, no traceback
+            print(f"error: {os_error_line(e) if isinstance(e, OSError) else e}", file=sys.stderr)
+            return ExitCode.FAILED
         raise
 
 

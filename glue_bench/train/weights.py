@@ -8,7 +8,7 @@ applied, and peft's methods also their own folder (`peft/`). Where each lives is
 from __future__ import annotations
 
 from glue_bench.errors import GlueBenchError
-from glue_bench.results.job_folder import JobDir, atomic_write_bytes
+from glue_bench.results.job_folder import JobDir, atomic_write_bytes, follow_umask
 from glue_bench.spec import JobSpec
 from glue_bench.tasks import Task
 
@@ -23,6 +23,7 @@ def save_weights(folder: JobDir, spec: JobSpec, module, tokenizer, tensors: dict
     if saves_whole_model(spec):
         module.save_pretrained(folder.model_dir, safe_serialization=True)
         tokenizer.save_pretrained(folder.model_dir)
+        follow_umask(folder.model_dir)
         return
     from safetensors.torch import save
 
@@ -32,6 +33,7 @@ def save_weights(folder: JobDir, spec: JobSpec, module, tokenizer, tensors: dict
         from glue_bench.train.methods.targets import write_peft_folder
 
         write_peft_folder(peft_config, folder.peft_dir, tensors)
+        follow_umask(folder.peft_dir)
 
 
 def load_weights(folder: JobDir, spec: JobSpec, task: Task):
