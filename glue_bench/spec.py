@@ -127,11 +127,17 @@ class JobSpec:
 
         for name, kind in FIELD_KINDS.items():
             value = getattr(self, name)
+            if value is None:
+                if not FIELD_OPTIONAL[name]:
+                    raise bad(name, "must be given (it cannot be null)")
+                continue
             if kind is bool and not isinstance(value, bool):
                 raise bad(name, "must be true or false")
-            if kind is int and isinstance(value, bool):
-                raise bad(name, "must be an integer, not a boolean")
-            if kind is str and value is not None and not isinstance(value, str):
+            if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+                raise bad(name, "must be an integer")
+            if kind is float and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise bad(name, "must be a number")
+            if kind is str and not isinstance(value, str):
                 raise bad(name, "must be a string")
         if self.task not in TASKS or self.task == "ax":
             raise bad("task", f"choose one of {', '.join(t for t in TASKS if t != 'ax')}")
@@ -314,6 +320,8 @@ def field_kind(name: str) -> type | None:
 
 
 FIELD_KINDS: dict[str, type | None] = {name: field_kind(name) for name in FIELDS}
+FIELD_OPTIONAL: dict[str, bool] = {name: type(None) in typing.get_args(FIELD_TYPES[name]) for name in FIELDS}
+"""Field -> whether it may be null (its type admits None)."""
 """Field -> its scalar type (see `field_kind`), worked out once: every spec checks its values against it."""
 
 

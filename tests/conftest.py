@@ -1,3 +1,10 @@
+"""Fixtures, and the two ways a test runs glue-bench: `glue_bench` (the console script, in a subprocess) and
+`invoke` (in this process). Test files import these with `from conftest import ...`, and the helper modules
+beside them by name (this folder is on sys.path): `tiny` (tiny encoders, the method tests' specs), `job_folders`
+(job folders written by hand), `report_records` (report records made by hand), `train_runs` (training through
+the CLI), `slurm_sweeps` (the Slurm tests' sweep), `wandb_reader` (offline wandb runs read back) and `fake_job`
+(a stand-in job process). A test file never imports another test file."""
+
 import contextlib
 import os
 import shutil
@@ -54,6 +61,15 @@ def glue_bench(*args: str, cwd: Path | None = None, check: bool = True, timeout:
     if check and proc.returncode != 0:
         raise AssertionError(f"glue-bench {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc
+
+
+def invoke(*args: str):
+    """Run a `glue-bench` command in this process (Typer's CliRunner), 200 columns wide."""
+    from typer.testing import CliRunner
+
+    from glue_bench.cli import app
+
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
 
 
 @contextlib.contextmanager

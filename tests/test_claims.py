@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from glue_bench.results import claims
 
@@ -65,13 +66,15 @@ def test_eight_claimers_on_fifty_jobs_some_killed(tmp_path):
                for j in os.listdir(root))
 
 
-def test_live_claims_block_and_expired_ones_free_the_job(tmp_path):
+def test_live_claims_block_and_expired_ones_free_the_job(tmp_path, monkeypatch):
+    clock = SimpleNamespace(now=1000.0)  # the claims' clock, moved by hand: a lease lapses only when told to
+    monkeypatch.setattr(claims, "time", SimpleNamespace(time=lambda: clock.now))
     job = tmp_path / "job"
     first = claims.try_claim(job, lease_s=0.3)
     assert first is not None
     assert claims.try_claim(job, lease_s=0.3) is None  # held by a live process (us) with a valid lease
     assert claims.renew(job, first["token"], lease_s=0.3)
-    time.sleep(0.4)
+    clock.now += 0.4
     second = claims.try_claim(job, lease_s=5)  # lease expired
     assert second is not None and second["token"] != first["token"]
     assert not claims.renew(job, first["token"])  # the old holder learns it lost the job
@@ -94,8 +97,20 @@ def test_lease_keeper_renews_from_the_job_process(tmp_path):
     claim = claims.try_claim(job, lease_s=0.6)
     keeper = claims.LeaseKeeper(Path(job), claim["token"], 0.6).start()
     try:
-        time.sleep(1.0)
-        assert claims.read_claim(job)["expires"] > time.time()
+        started = claims.read_claim(job)  # start() renews at once, naming the job process
+        assert started["job_pid"] == os.getpid()
+        # then the keeper's thread renews on its own: each renewal moves the expiry on. Waited for, not slept
+        # for, so that a slow thread is late but never wrong.
+        renewals = [started["expires"]]
+        deadline = time.monotonic() + 60
+        while len(renewals) < 3:
+            assert time.monotonic() < deadline, f"the lease was renewed {len(renewals) - 1} time(s) in 60 s"
+            expires = claims.read_claim(job)["expires"]
+            if expires != renewals[-1]:
+                renewals.append(expires)
+            time.sleep(0.01)
+        assert renewals[-1] > claim["expires"]  # kept alive past the lease it was claimed with
         assert claims.read_claim(job)["job_pid"] == os.getpid()
+        assert claims.read_claim(job)["token"] == claim["token"]
     finally:
         keeper.stop()

@@ -1,6 +1,8 @@
+"""Fast dropout (glue_bench/train/dropout.py): its keep mask, and the written-out attention it swaps in."""
+
 import pytest
 import torch
-from test_methods import classifier, houlsby
+from tiny import classifier, houlsby
 
 from glue_bench.train import dropout
 from glue_bench.train.dropout import FastDropout, fast_dropout, keep_mask, use_fast_dropout

@@ -1,20 +1,24 @@
-"""Several jobs per GPU: the slots, the environment each job starts with, and a job that runs out of GPU memory
-beside others running again alone. No GPU is needed: the job processes are a stand-in (tests/fake_job.py) that
-records its environment; the executor, its claims and its scheduling are the real ones."""
+"""The local executor (glue_bench/run/local.py) with stand-in jobs (tests/fake_job.py) that record the environment
+they were started with: several jobs per GPU, a job that runs out of GPU memory beside others running again
+alone, CPU slots when no GPU is visible, and jobs another runner holds. No GPU is needed; the executor, its
+claims and its scheduling are the real ones."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import glue_bench
+from job_folders import rte
 
-from glue_bench.errors import GlueBenchError
 from glue_bench.plan.manifest import plan_sweep
-from glue_bench.plan.sweep_file import load_sweep, parse_sweep
+from glue_bench.plan.sweep_file import load_sweep
+from glue_bench.results.job_folder import atomic_write_json
 from glue_bench.run import local
 from glue_bench.run.options import RunOptions
+from glue_bench.spec import JobSpec
 
 FAKE = Path(__file__).with_name("fake_job.py")
 
@@ -29,22 +33,11 @@ def planned(root: Path, model: Path, data: Path, **changes) -> Path:
     return plan_sweep(load_sweep(root / "s.yaml"), root / "jobs", root / "results").jobs_dir
 
 
-def test_slots_share_each_gpu_round_robin():
-    slots = local.make_slots([0, 1], gpus_per_job=1, cpu_slots=None, procs_per_job=1, jobs_per_gpu=2)
-    assert [(s.name, s.gpus, s.shared) for s in slots] == [
-        ("gpu0/0", (0,), True), ("gpu1/0", (1,), True), ("gpu0/1", (0,), True), ("gpu1/1", (1,), True)]
-    assert [s.name for s in local.make_slots([0, 1], 1, None, 1)] == ["gpu0", "gpu1"]  # one per GPU: as before
-    env = local.job_environment(slots[2], {"token": "t"}, 30, port=29123, world=1)
-    assert (env["CUDA_VISIBLE_DEVICES"], env["MASTER_PORT"], env["RANK"], env["WORLD_SIZE"]) == ("0", "29123", "0",
-                                                                                                  "1")
-
-
-def test_jobs_per_gpu_key_is_validated(tmp_path):
-    base = {"name": "s", "model": "bert-base-uncased", "methods": ["full"]}
-    assert parse_sweep({**base, "jobs_per_gpu": 4}).jobs_per_gpu == 4
-    assert parse_sweep(base).jobs_per_gpu == 1
-    with pytest.raises(GlueBenchError, match="sweep key jobs_per_gpu: bad value 0"):
-        parse_sweep({**base, "jobs_per_gpu": 0})
+@pytest.fixture
+def two_gpus(monkeypatch):
+    """GPUs 0 and 1 are visible (CUDA_VISIBLE_DEVICES, which the executor's check of --gpus honours); the stand-in
+    jobs never touch them."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
 
 
 def run_fake(monkeypatch, tmp_path, jobs_dir: Path, oom_job: str | None, **options):
@@ -60,6 +53,7 @@ def run_fake(monkeypatch, tmp_path, jobs_dir: Path, oom_job: str | None, **optio
     return ex, outcome, events, [json.loads(x) for x in starts.read_text().splitlines()]
 
 
+@pytest.mark.usefixtures("two_gpus")
 def test_four_slots_two_per_gpu_distinct_ports(monkeypatch, tmp_path, tiny_bert, real_glue):
     jobs_dir = planned(tmp_path, tiny_bert, real_glue)
     ex, outcome, events, starts = run_fake(monkeypatch, tmp_path, jobs_dir, None, jobs_per_gpu=2)
@@ -73,6 +67,7 @@ def test_four_slots_two_per_gpu_distinct_ports(monkeypatch, tmp_path, tiny_bert,
     assert slots == {"gpu0/0", "gpu1/0", "gpu0/1", "gpu1/1"}
 
 
+@pytest.mark.usefixtures("two_gpus")
 def test_out_of_memory_beside_others_runs_again_alone(monkeypatch, tmp_path, tiny_bert, real_glue):
     jobs_dir = planned(tmp_path, tiny_bert, real_glue)
     largest = local.build_executor(jobs_dir, RunOptions(gpus=(0, 1), jobs_per_gpu=2)).order[0]
@@ -92,6 +87,7 @@ def test_out_of_memory_beside_others_runs_again_alone(monkeypatch, tmp_path, tin
     assert not running_then  # and it started only once its GPU had no other job
 
 
+@pytest.mark.usefixtures("two_gpus")
 def test_run_dry_run_with_jobs_per_gpu(tmp_path, tiny_bert, real_glue):
     jobs_dir = planned(tmp_path, tiny_bert, real_glue, jobs_per_gpu=2)
     proc = glue_bench("run", str(jobs_dir), "--gpus", "0,1", "--dry-run", cwd=tmp_path)
@@ -103,6 +99,7 @@ def test_run_dry_run_with_jobs_per_gpu(tmp_path, tiny_bert, real_glue):
     assert bad.returncode == 1 and "--jobs-per-gpu 0: must be at least 1" in bad.stderr
 
 
+@pytest.mark.usefixtures("two_gpus")
 def test_out_of_memory_with_the_gpu_to_itself_is_an_ordinary_failure(monkeypatch, tmp_path, tiny_bert, real_glue):
     jobs_dir = planned(tmp_path, tiny_bert, real_glue)
     largest = local.build_executor(jobs_dir, RunOptions(gpus=(0, 1), jobs_per_gpu=2)).order[0]
@@ -112,6 +109,7 @@ def test_out_of_memory_with_the_gpu_to_itself_is_an_ordinary_failure(monkeypatch
     assert [e["event"] for e in events] == ["start", "failed"] and outcome.exit_code == 1
 
 
+@pytest.mark.usefixtures("two_gpus")
 def test_an_earlier_attempts_out_of_memory_record_is_not_this_ones(monkeypatch, tmp_path, tiny_bert, real_glue):
     jobs_dir = planned(tmp_path, tiny_bert, real_glue)
     ex = local.build_executor(jobs_dir, RunOptions(gpus=(0, 1), jobs_per_gpu=2))
@@ -125,3 +123,50 @@ def test_an_earlier_attempts_out_of_memory_record_is_not_this_ones(monkeypatch, 
     events = [json.loads(x) for x in (jobs_dir / "events.jsonl").read_text().splitlines()]
     assert [e["event"] for e in events if e["job"] == largest] == ["start", "failed"]
     assert "exited with 3" in outcome.failed[largest]
+
+
+def test_a_sweep_without_gpus_per_job_runs_on_cpu_slots_when_no_gpu_is_visible(tiny_bert, real_glue, tmp_path):
+    sweep = {"name": "auto", "model": str(tiny_bert), "data": str(real_glue), "tasks": ["rte"],
+             "methods": ["full"], "max_train_samples": 16, "predict_test": False}
+    (tmp_path / "auto.yaml").write_text(yaml.safe_dump(sweep))
+    glue_bench("plan", "auto.yaml", cwd=tmp_path)
+    proc = glue_bench("run", "jobs/auto", "--slots", "2", "--dry-run", cwd=tmp_path, env={"CUDA_VISIBLE_DEVICES": ""})
+    assert "gpus_per_job auto: no GPU visible, jobs run on CPU slots" in proc.stdout
+    assert "on 2 slot(s) (cpu0, cpu1)" in proc.stdout
+    # an explicit value stays binding
+    proc = glue_bench("run", "jobs/auto", "--gpus-per-job", "1", "--dry-run", cwd=tmp_path, check=False,
+                      env={"CUDA_VISIBLE_DEVICES": ""})
+    assert proc.returncode == 1 and "need 1 GPU(s) but 0 are visible" in proc.stderr
+
+
+def test_a_runner_waiting_on_jobs_another_runner_holds_says_so(tmp_path):
+    from glue_bench.results import claims
+    from glue_bench.run.local import LocalExecutor, Slot
+
+    spec = rte()
+    atomic_write_json(tmp_path / "jobs" / "manifest.json", {
+        "name": "s", "results_dir": str(tmp_path / "results"),
+        "jobs": [{"id": spec.job_id, "task": "rte", "method": "full", "size": 1}]})
+    claim = claims.try_claim(tmp_path / "results" / spec.job_id, runner_pid=os.getpid())  # "another runner"
+    assert claim is not None
+    said = []
+    executor = LocalExecutor(tmp_path / "jobs", [Slot(name="cpu0")], on_event=lambda kind, msg: said.append(msg))
+    assert executor.step() is True  # nothing to start here, but the job is not done: wait
+    holder = claims.claim_summary(claim_dir(tmp_path, spec))
+    assert said == [f"waiting for 1 job(s) that another runner holds ({holder})"]
+    executor.step()
+    assert len(said) == 1  # said once, not every poll
+
+
+def claim_dir(root: Path, spec: JobSpec) -> Path:
+    return root / "results" / spec.job_id
+
+
+def test_gpus_that_are_not_visible_are_refused_before_anything_starts(tmp_path, tiny_bert, real_glue, monkeypatch):
+    jobs_dir = planned(tmp_path, tiny_bert, real_glue)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU here
+    for dry in ([], ["--dry-run"]):
+        proc = glue_bench("run", str(jobs_dir), "--gpus", "0", *dry, cwd=tmp_path, check=False)
+        assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0, proc.stderr
+        assert "--gpus 0: GPU 0 is not visible here (visible: none)" in proc.stderr
+    assert not (tmp_path / "results").exists()

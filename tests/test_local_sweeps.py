@@ -1,5 +1,8 @@
-"""Sweeps for real: the local executor runs tiny jobs as subprocesses with real DeepSpeed on 2 CPU slots."""
+"""Sweeps run for real by the local executor (glue_bench/run/local.py): tiny jobs as subprocesses with real DeepSpeed
+on 2 CPU slots; a machine crash, two runners, a broken data file, an interrupt. The executor with stand-in jobs
+is tests/test_local_executor.py."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -7,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -46,6 +50,61 @@ def runner(root: Path, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def states(pid: int) -> set[str]:
+    """The state letters of a process's threads in /proc (R, S, D, T stopped, Z zombie, ...); {"X"} once it is
+    gone."""
+    found = set()
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, IndexError):
+                found.add((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+    return found or {"X"}
+
+
+def descendants(pid: int) -> set[int]:
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def wait_until(condition, what: str, timeout: float = 120) -> None:
+    start = time.time()
+    while not condition():
+        assert time.time() - start < timeout, what
+        time.sleep(0.01)
+
+
+def all_in(pids: list[int], letters: str) -> bool:
+    return all(states(p) <= set(letters) for p in pids)
+
+
+def freeze(pid: int) -> list[int]:
+    """SIGSTOP a process and every process under it; their pids, once every thread of each is stopped (or gone):
+    from then on nothing of theirs changes on disk."""
+    frozen, new = [], [pid]
+    while new:
+        for p in new:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGSTOP)
+        frozen += new
+        wait_until(partial(all_in, list(frozen), "TZX"), "a process did not stop")
+        new = sorted(descendants(pid) - set(frozen))  # started before its parent stopped
+    return frozen
+
+
+def thaw(pids: list[int]) -> None:
+    for p in reversed(pids):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGCONT)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, tiny_bert, real_glue) -> Path:
     root = tmp_path_factory.mktemp("sweep")
@@ -80,11 +139,19 @@ def test_machine_crash_mid_sweep_loses_and_duplicates_nothing(uninterrupted, tin
             list(f.glob("checkpoints/last-*")) and not is_done(f) for f in folders)
 
     start = time.time()
-    while not mid_epoch_two():
+    while True:
         assert proc.poll() is None and time.time() - start < 300, "the sweep ended before the crash point"
+        if mid_epoch_two():
+            frozen = freeze(proc.pid)  # the runner and every job process it started, stopped where they are
+            if mid_epoch_two():  # and still so now that nothing moves: the crash point
+                break
+            thaw(frozen)
         time.sleep(0.02)
-    subprocess.run(["pkill", "-KILL", "-f", str(root)])  # the runner and every job process it started
+    for pid in frozen:  # the machine crashes: every process dies at once
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     proc.wait()
+    wait_until(partial(all_in, frozen, "ZX"), "a killed job process lives on")
     done_before = set(results(root))
     crashed_events = len(events(root))
     assert 0 < len(done_before) < 6

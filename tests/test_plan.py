@@ -1,21 +1,27 @@
+"""Planning (glue_bench/plan/): the sweep file, its keys and their checks, its expansion into job specs, and the
+jobs folder `glue-bench plan` writes (`glue-bench sweep --dry-run` included)."""
+
 import json
 import os
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import glue_bench, invoke
+from tiny import MINILM
 from typer.testing import CliRunner
 
 from glue_bench.cli import app
 from glue_bench.errors import GlueBenchError
 from glue_bench.plan.manifest import plan_sweep
-from glue_bench.plan.sweep_file import expand_sweep, job_size, load_sweep, parse_sweep
+from glue_bench.plan.sweep_file import GRID_KEYS, expand_sweep, job_size, load_sweep, parse_sweep
+from glue_bench.spec import GRID_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def sweep(**kw) -> dict:
-    return {"name": "s", "model": "bert-base-uncased", "tasks": ["rte", "mrpc"],
+    return {"name": "s", "model": MINILM, "tasks": ["rte", "mrpc"],
             "methods": {"full": {"learning_rate": [3e-5]},
                         "houlsby": {"bottleneck": [8, 64], "learning_rate": "3e-4"}},
             "epochs": [3, 20], "seeds": [1, 2], **kw}
@@ -69,7 +75,7 @@ def test_sweep_file_errors_are_one_line_in_the_cli(tmp_path):
     bad.write_text("name: x\nmodel: m\nmethods: {full: {}}\nepochs: [3, oops]\n")
     result = CliRunner().invoke(app, ["plan", str(bad), "--jobs-dir", str(tmp_path / "jobs")])
     assert result.exit_code == 1
-    expected = "error: sweep key epochs: bad value 'oops' (must be a positive integer)"
+    expected = "error: sweep key epochs: bad value 'oops' (must be an integer)"
     assert result.output.strip().splitlines() == [expected]
     bad.write_text("name: x\n  model: [\n")
     result = CliRunner().invoke(app, ["plan", str(bad)])
@@ -126,20 +132,125 @@ def test_relative_paths_in_a_sweep_file_are_made_absolute(tmp_path, real_glue):
     assert load_sweep(tmp_path / "s.yaml").data == str((tmp_path / "glue").resolve())
 
 
-def test_gpu_slots_pack_jobs_and_pin_them():
-    from glue_bench.run.local import Slot, job_command, job_environment, make_slots
+def test_grid_keys_come_from_the_spec_fields():
+    assert GRID_KEYS is GRID_FIELDS
+    assert GRID_KEYS["seeds"] == "seed"
+    for name in ("max_grad_norm", "data_seed", "group_by_length", "zero_stage", "max_eval_samples"):
+        assert GRID_KEYS[name] == name
+    for name in ("task", "model", "data", "num_gpus", "tags", "wandb"):
+        assert name not in GRID_KEYS
 
-    slots = make_slots([0, 1, 3], gpus_per_job=1, cpu_slots=None, procs_per_job=1)
-    assert [(s.name, s.gpus) for s in slots] == [("gpu0", (0,)), ("gpu1", (1,)), ("gpu3", (3,))]
-    pairs = make_slots([0, 1, 2, 3, 4], gpus_per_job=2, cpu_slots=None, procs_per_job=1)
-    assert [s.gpus for s in pairs] == [(0, 1), (2, 3)]  # GPU 4 alone cannot hold a 2-GPU job
-    with pytest.raises(GlueBenchError, match="jobs need 2 GPU"):
-        make_slots([0], gpus_per_job=2, cpu_slots=None, procs_per_job=1)
-    env = job_environment(Slot("gpu2,3", gpus=(2, 3)), {"token": "t"}, 30)
-    assert env["CUDA_VISIBLE_DEVICES"] == "2,3" and env["GLUE_BENCH_CLAIM_TOKEN"] == "t"
-    first, second = job_command(Path("s.json"), Path("out"), 2), job_command(Path("s.json"), Path("out"), 2)
-    assert first[1:3] == ["-m", "torch.distributed.run"] and "--nproc-per-node" in first
-    port = first.index("--master-port") + 1
-    assert first[port] != second[port]  # distinct master ports for concurrent jobs
-    cpu = make_slots(None, gpus_per_job=0, cpu_slots=2, procs_per_job=1)
-    assert [s.threads for s in cpu] == [max(1, (os.cpu_count() or 1) // 2)] * 2
+
+def test_a_sweep_without_gpus_per_job_is_auto():
+    sweep = parse_sweep({"name": "s", "model": "m", "tasks": ["rte"], "methods": ["full"]})
+    assert sweep.gpus_per_job == "auto"
+
+
+def test_jobs_per_gpu_key_is_validated(tmp_path):
+    base = {"name": "s", "model": "bert-base-uncased", "methods": ["full"]}
+    assert parse_sweep({**base, "jobs_per_gpu": 4}).jobs_per_gpu == 4
+    assert parse_sweep(base).jobs_per_gpu == 1
+    with pytest.raises(GlueBenchError, match="sweep key jobs_per_gpu: bad value 0"):
+        parse_sweep({**base, "jobs_per_gpu": 0})
+
+
+def test_sweep_keys_that_would_be_dropped_are_refused():
+    with pytest.raises(GlueBenchError, match="methods.full.bottleneck.*it applies to houlsby, pfeiffer"):
+        parse_sweep({"name": "s", "model": "m", "tasks": ["rte"], "methods": {"full": {"bottleneck": 8}}})
+    with pytest.raises(GlueBenchError, match="task_overrides.*not a task of this sweep"):
+        parse_sweep({"name": "s", "model": "m", "tasks": ["rte"], "methods": ["full"],
+                     "task_overrides": {"cola": {"epochs": 2}}})
+
+
+def methods_sweep(**methods) -> dict:
+    return {"name": "s", "model": "bert-base-uncased", "tasks": ["rte"], "methods": methods}
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (methods_sweep(lora={"rank": 8, "bottleneck": 64}),
+     "sweep key methods.lora.bottleneck: bad value 64 (bottleneck is not a parameter of lora; it applies to "
+     "houlsby, pfeiffer)"),
+    (methods_sweep(houlsby={"bottleneck": 8, "rank": [4, 8]}), "sweep key methods.houlsby.rank"),
+    ({**methods_sweep(full={}, houlsby={"bottleneck": 8}), "rank": 8}, "sweep key rank: bad value 8 (rank is not a "
+                                                                       "parameter of full, houlsby"),
+    (methods_sweep(lora={}), "lora needs rank"),
+])
+def test_sweep_refuses_method_parameters_that_do_not_apply(data, message):
+    with pytest.raises(GlueBenchError) as e:
+        expand_sweep(parse_sweep(data))
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_top_level_method_parameters_go_to_the_methods_that_have_them():
+    jobs = expand_sweep(parse_sweep({**methods_sweep(full={}, houlsby={"bottleneck": 8}, lora={"rank": 8},
+                                                     pfeiffer={"bottleneck": 48}),
+                                     "non_linearity": "relu", "train_pooler": True}))
+    by = {j.method: j for j in jobs}
+    assert by["houlsby"].non_linearity == by["pfeiffer"].non_linearity == "relu"
+    assert by["full"].non_linearity == "gelu" and not by["full"].train_pooler
+    assert by["lora"].train_pooler and by["houlsby"].train_pooler
+    assert by["pfeiffer"].job_id.startswith("rte-pfeiffer-m48-pooler-")
+
+
+def test_plan_checks_the_model(tmp_path, real_glue):
+    sweep = parse_sweep({"name": "s", "model": str(tmp_path / "missing"), "data": str(real_glue), "tasks": ["rte"],
+                         "methods": ["full"]})
+    with pytest.raises(GlueBenchError, match="no such folder"):
+        plan_sweep(sweep, tmp_path / "jobs", tmp_path / "results")
+    assert not (tmp_path / "jobs").exists()
+
+
+def test_plan_dry_run_says_nothing_was_written(tiny_bert, real_glue, tmp_path):
+    sweep = {"name": "x", "model": str(tiny_bert), "data": str(real_glue), "tasks": ["rte"], "methods": ["full"]}
+    (tmp_path / "x.yaml").write_text(yaml.safe_dump(sweep))
+    result = invoke("plan", str(tmp_path / "x.yaml"), "--jobs-dir", str(tmp_path / "jobs"), "--dry-run")
+    assert result.exit_code == 0 and "nothing written" in result.output
+    assert not (tmp_path / "jobs").exists()
+
+
+def test_sweep_dry_run_needs_no_earlier_plan_and_writes_nothing(tiny_bert, real_glue, tmp_path):
+    sweep = {"name": "x", "model": str(tiny_bert), "data": str(real_glue), "tasks": ["rte"], "methods": ["full"],
+             "predict_test": False, "gpus_per_job": 0}
+    (tmp_path / "x.yaml").write_text(yaml.safe_dump(sweep))
+    proc = glue_bench("sweep", "x.yaml", "--dry-run", cwd=tmp_path)
+    assert "nothing written" in proc.stdout and "would run 1 jobs on 1 CPU slot(s)" in proc.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.yaml"]
+
+
+def test_plan_and_sweep_given_a_planned_folder_point_to_run(tmp_path, data_env):
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(sweep()))
+    assert invoke("plan", str(tmp_path / "s.yaml"), "--jobs-dir", str(tmp_path / "jobs"),
+                  "--results-dir", str(tmp_path / "results")).exit_code == 0
+    for command in ("plan", "sweep"):
+        result = invoke(command, str(tmp_path / "jobs" / "s"))
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 1 and len(lines) == 1, result.output
+        assert "is a planned sweep" in lines[0] and f"glue-bench run {tmp_path / 'jobs' / 's'}" in lines[0]
+    result = invoke("plan", str(tmp_path))
+    assert result.exit_code == 1 and "is a folder: give a sweep YAML file" in result.output
+
+
+def test_an_empty_task_list_is_one_plain_message():
+    with pytest.raises(GlueBenchError) as e:
+        parse_sweep(sweep(tasks=[]))
+    assert str(e.value) == "sweep key tasks: bad value [] (empty list)"
+
+
+def test_plan_says_which_seeds_it_planned(tmp_path, data_env):
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(sweep(seeds=3)))
+    result = invoke("plan", str(tmp_path / "s.yaml"), "--jobs-dir", str(tmp_path / "jobs"), "--dry-run")
+    assert "seed 3)" in result.output  # `seeds: 3` is the seed 3, not three seeds
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(sweep(seeds=[1, 2])))
+    result = invoke("plan", str(tmp_path / "s.yaml"), "--jobs-dir", str(tmp_path / "jobs"), "--dry-run")
+    assert "seeds 1, 2)" in result.output
+
+
+def test_plan_refuses_an_uncached_hub_model_offline_but_prices_a_known_one(tmp_path, data_env):
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(sweep(model="bert-base-uncased")))
+    args = ["plan", str(tmp_path / "s.yaml"), "--jobs-dir", str(tmp_path / "jobs")]
+    result = invoke(*args)
+    assert result.exit_code == 1 and "not in the local hub cache" in result.output
+    assert not (tmp_path / "jobs").exists()
+    priced = invoke(*args, "--dry-run", "--estimate")
+    assert priced.exit_code == 0, priced.output
+    assert "| total |" in priced.output

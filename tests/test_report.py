@@ -1,21 +1,27 @@
-from pathlib import Path
+"""The report (glue_bench/report/collect.py, aggregate.py and `glue-bench report`): job folders read into records,
+the best setting chosen per task and configuration, seeds averaged, the GLUE table."""
+
+import shutil
 
 import pytest
+from conftest import invoke
+from job_folders import rte, write_done_job, write_job
+from report_records import budget_records, rec
 from typer.testing import CliRunner
 
 from glue_bench.cli import app
-from glue_bench.report.aggregate import BEST_M, MAJORITY, build_rows, paper_total, report_data, select
-from glue_bench.report.collect import JobRecord
-from glue_bench.results.job_folder import atomic_write_json
+from glue_bench.method_config import MethodConfig
+from glue_bench.report.aggregate import (
+    BEST_M,
+    MAJORITY,
+    build_rows,
+    missing_jobs,
+    paper_total,
+    report_data,
+    select,
+)
+from glue_bench.report.collect import JobRecord, collect
 from glue_bench.tasks import TASKS
-
-
-def rec(task, method="full", lr=3e-5, seed=1, dev=None, score=None, m=None, epochs=3, path=Path("."),
-        trainable=100, base=1000, **kw) -> JobRecord:
-    return JobRecord(job_id=f"{task}-{method}-{m}-{lr}-{epochs}-{seed}", path=path, task=task, method=method,
-                     bottleneck=m, learning_rate=lr, epochs=epochs, seed=seed, setting="", done=True,
-                     dev=dev or {"dev": {"accuracy": score}}, task_score=score, trainable=trainable,
-                     base_model=base, **kw)
 
 
 def test_paper_total_of_the_glue_md_row_is_79_4():
@@ -95,22 +101,6 @@ def test_majority_baseline_from_train_distribution_and_dev_labels(tmp_path):
     assert rows[MAJORITY].cells["RTE"].mean == pytest.approx(200 / 3)  # majority class 1: 2 of 3 right
 
 
-def write_job(folder: Path, task: str, score: float, failed: bool = False, **spec) -> None:
-    folder.mkdir(parents=True)
-    atomic_write_json(folder / "spec.json", {"task": task, "model": "m", "method": "full", "seed": 1,
-                                             "learning_rate": 3e-5, "predict_test": False, **spec})
-    if failed:
-        atomic_write_json(folder / "error.json", {"type": "RuntimeError", "message": "boom", "attempt": 1})
-        return
-    (folder / "predictions").mkdir()
-    (folder / "predictions" / "dev.tsv").write_text("idx\tprediction\tlabel\n0\t1\t1\n1\t0\t1\n")
-    atomic_write_json(folder / "metrics.json", {
-        "schema_version": 1, "job_id": folder.name, "task": task, "method": "full",
-        "dev": {"dev": {"accuracy": score}}, "task_score": score, "predictions": {"dev": 2},
-        "parameters": {"trainable": 10, "base_model": 10}, "train_label_distribution": {"counts": [1, 3]},
-        "spec": {"predict_test": False}})
-
-
 def test_report_cli_on_an_incomplete_sweep_with_a_failed_job(tmp_path):
     results = tmp_path / "results" / "s"
     write_job(results / "rte-a", "rte", 0.6)
@@ -137,3 +127,89 @@ def test_report_json_schema_fields():
     assert row["glue_score"] == pytest.approx(76.3889, abs=1e-4)
     assert row["selection"]["rte"]["seeds"] == [1]
     assert TASKS["rte"].display == "RTE"
+
+
+@pytest.mark.parametrize("change", [{"max_grad_norm": 0.5}, {"data_seed": 3}, {"group_by_length": False},
+                                    {"zero_stage": 2}, {"max_eval_samples": 100}])
+def test_report_never_merges_two_settings_that_differ_in_an_id_field(tmp_path, change):
+    a, b = rte(), rte(**change)
+    assert a.job_id != b.job_id and a.seed == b.seed
+    write_done_job(tmp_path, a, 0.6)
+    write_done_job(tmp_path, b, 0.7)
+    selections = select(collect(tmp_path))
+    assert len(selections) == 1  # one per (task, configuration): the better setting, alone
+    assert [r.seed for r in selections[0].records] == [42]
+    assert selections[0].mean_score == pytest.approx(0.7)
+
+
+def test_seeds_of_one_setting_are_averaged(tmp_path):
+    write_done_job(tmp_path, rte(seed=1), 0.6)
+    write_done_job(tmp_path, rte(seed=2), 0.8)
+    (selection,) = select(collect(tmp_path))
+    assert [r.seed for r in selection.records] == [1, 2] and selection.mean_score == pytest.approx(0.7)
+
+
+def test_a_copy_of_a_job_folder_is_not_a_second_seed(tmp_path):
+    folder = write_done_job(tmp_path, rte(), 0.6)
+    shutil.copytree(folder, tmp_path / "copy-of-the-job")
+    (selection,) = select(collect(tmp_path))
+    assert [r.seed for r in selection.records] == [42]
+
+
+def test_a_corrupt_metrics_json_is_reported_as_corrupt_not_unfinished(tmp_path):
+    folder = write_done_job(tmp_path, rte(), 0.6)
+    (folder / "metrics.json").write_text("{ not json")
+    (record,) = collect(tmp_path)
+    assert not record.done and "metrics.json is corrupt" in record.error
+    assert missing_jobs([record])["unfinished"] == []
+
+
+def test_a_job_folder_with_a_corrupt_spec_is_named_by_the_report(tmp_path):
+    results = tmp_path / "results" / "s"
+    write_done_job(results, rte(), 0.6)
+    (results / "broken-job").mkdir()
+    (results / "broken-job" / "spec.json").write_text("{")
+    result = invoke("report", str(results))
+    assert result.exit_code == 0, result.output
+    assert "1 unreadable (broken-job: spec.json" in result.output
+
+
+def test_report_into_an_impossible_folder_is_one_line(tmp_path):
+    write_done_job(tmp_path / "results" / "s", rte(), 0.6)
+    result = invoke("report", str(tmp_path / "results" / "s"), "--out-dir", "/dev/null/x")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1].startswith("error: cannot write the report to /dev/null/x")
+
+
+def test_best_size_rows_for_every_sized_family():
+    records = budget_records() + [
+        rec("rte", "lora", score=0.69, trainable=30, base=1000, head=10,
+            method_config=MethodConfig("lora", (("rank", 16), ("alpha", 16.0)))),
+        rec("rte", "houlsby", m=64, score=0.65, trainable=300, base=1000, head=10,
+            method_config=MethodConfig("houlsby", (("bottleneck", 64),))),
+    ]
+    labels = [r.label for r in build_rows(records)]
+    assert labels == ["full", "houlsby m=8", "houlsby m=64", "houlsby (best m per task)", "lora r=8 a=8",
+                      "lora r=16 a=16", "lora (best r per task)", "bitfit", "ia3", "majority class"][:len(labels)]
+    best = {r.label: r for r in build_rows(records)}["lora (best r per task)"]
+    assert best.selections["rte"].config == "lora r=16 a=16" and best.selections["mrpc"].config == "lora r=8 a=8"
+
+
+def test_report_cli_with_reference_budgets_and_errors(tmp_path):
+    results = tmp_path / "results" / "s"
+    write_job(results / "rte-a", "rte", 0.6)
+    runner = CliRunner()
+    out = runner.invoke(app, ["report", str(results), "--reference", "transformers-bert-base-cased",
+                              "--budgets", "1,100"], env={"COLUMNS": "80"})
+    assert out.exit_code == 0, out.output
+    assert "bert-base-cased fine-tuning" in out.output and "65.7" in out.output
+    tables = [line for line in out.output.splitlines() if line[:1] in "┏┃┡│└"]
+    assert len(tables) > 20 and max(len(line) for line in tables) <= 80 and "…" not in out.output
+    md = (results / "report" / "report.md").read_text()
+    assert "## Equal budgets" in md and "## Published numbers" in md and "| Δ |" in md
+    bad = runner.invoke(app, ["report", str(results), "--reference", "nope"])
+    assert bad.exit_code == 1 and bad.output.count("\n") == 1 and "no reference table 'nope'" in bad.output
+    bad = runner.invoke(app, ["report", str(results), "--budgets", "1,x"])
+    assert bad.exit_code == 1 and "--budgets" in bad.output
+    listed = runner.invoke(app, ["references"])
+    assert listed.exit_code == 0 and "houlsby-2019" in listed.output and "Hu et al. 2021" in listed.output

@@ -1,4 +1,6 @@
-"""Slurm for real: a throw-away single-node cluster (scripts/slurm_up.sh) runs job arrays of tiny jobs."""
+"""The Slurm executor (glue_bench/run/slurm.py): the generated script, launcher lines and options (no Slurm
+needed); then Slurm for real, a throw-away single-node cluster (scripts/slurm_up.sh) running job arrays of tiny
+jobs. The two-node cluster is tests/test_slurm_two_nodes.py."""
 
 import json
 import os
@@ -7,11 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from conftest import glue_bench, throwaway_slurm
+from slurm_sweeps import results, write_sweep
 
-from glue_bench.results.job_folder import is_done
-from glue_bench.run.slurm import SlurmOptions, launcher_command, sbatch_script
+from glue_bench.results.job_folder import atomic_write_json
+from glue_bench.run.slurm import SlurmOptions, launcher_command, rendezvous_port, sbatch_script
 
 # -- the generated script and launcher lines (no Slurm needed) ---------------------------------------------
 
@@ -44,6 +46,22 @@ def test_one_launcher_per_node_lines():
     assert single[5:] == ["/py", "-m", "glue_bench.train", "--spec", "/r/j/spec.json", "--output-dir", "/r/j"]
 
 
+def test_rendezvous_port_is_per_task_not_per_array():
+    # the tasks of one array share SLURM_ARRAY_JOB_ID but each has its own SLURM_JOB_ID
+    assert rendezvous_port(41, None) != rendezvous_port(42, None)
+    assert rendezvous_port(41, 35123) == 35123  # a port the OS found free on the first node wins
+
+
+def test_slurm_reads_auto_as_one_gpu_per_job(tmp_path):
+    from glue_bench.run.options import RunOptions
+    from glue_bench.run.slurm import options_for
+
+    atomic_write_json(tmp_path / "manifest.json", {"name": "s", "results_dir": str(tmp_path), "jobs": [],
+                                                   "gpus_per_job": "auto"})
+    assert options_for(tmp_path).gpus_per_job == 1
+    assert options_for(tmp_path, RunOptions(executor="slurm", gpus_per_job=0)).gpus_per_job == 0
+
+
 def test_no_slurm_on_path_is_one_line(tmp_path, monkeypatch, real_glue, tiny_bert):
     root = write_sweep(tmp_path, tiny_bert, real_glue)
     glue_bench("plan", "tiny.yaml", cwd=root)
@@ -60,22 +78,6 @@ def test_no_slurm_on_path_is_one_line(tmp_path, monkeypatch, real_glue, tiny_ber
 def slurm(tmp_path_factory):
     with throwaway_slurm(tmp_path_factory.mktemp("slurm"), cancel_all=True) as folder:
         yield folder
-
-
-def write_sweep(root: Path, model: Path, data: Path, **changes) -> Path:
-    sweep = {"name": "tiny", "model": str(model), "data": str(data), "tasks": ["rte", "mrpc"],
-             "methods": {"full": {"learning_rate": 1e-4}, "houlsby": {"bottleneck": 4, "learning_rate": 1e-3}},
-             "epochs": 2, "seeds": 1, "batch_size": 16, "max_seq_length": 64, "max_train_samples": 256,
-             "max_eval_samples": 32, "predict_test": False, "gpus_per_job": 0, "wandb": {"mode": "disabled"},
-             **changes}
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "tiny.yaml").write_text(yaml.safe_dump(sweep))
-    return root
-
-
-def results(root: Path) -> dict[str, dict]:
-    folder = root / "results" / "tiny"
-    return {p.name: json.loads((p / "metrics.json").read_text()) for p in folder.iterdir() if is_done(p)}
 
 
 def submission(root: Path) -> dict:

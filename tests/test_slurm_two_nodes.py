@@ -4,6 +4,7 @@ over both hosts, a two-node job, two runners on different hosts, and a node lost
 
 import fcntl
 import json
+import os
 import subprocess
 import sys
 import time
@@ -11,18 +12,10 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, glue_bench, throwaway_slurm
-from test_slurm import results, write_sweep
-
-from glue_bench.run.slurm import rendezvous_port
+from slurm_sweeps import results, write_sweep
 
 GLUE_BENCH = str(Path(sys.executable).with_name("glue-bench"))
 NODES = ("node1", "node2")
-
-
-def test_rendezvous_port_is_per_task_not_per_array():
-    # the tasks of one array share SLURM_ARRAY_JOB_ID but each has its own SLURM_JOB_ID
-    assert rendezvous_port(41, None) != rendezvous_port(42, None)
-    assert rendezvous_port(41, 35123) == 35123  # a port the OS found free on the first node wins
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +44,23 @@ def node_processes(cluster: Path, node: str) -> list[str]:
         except OSError:
             pass
     return out
+
+
+def lock_table() -> str:
+    return Path("/proc/locks").read_text()
+
+
+def lock_waiters(path: Path) -> set[int]:
+    """Pids of the processes blocked waiting for a flock on `path`: the `->` lines of /proc/locks
+    (`1: -> FLOCK  ADVISORY  WRITE <pid> <major>:<minor>:<inode> 0 EOF`)."""
+    st = path.stat()
+    file_id = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    waiters = set()
+    for line in lock_table().splitlines():
+        fields = line.split()
+        if len(fields) > 6 and fields[1:3] == ["->", "FLOCK"] and fields[6] == file_id:
+            waiters.add(int(fields[5]))
+    return waiters
 
 
 def history(root: Path, job: str) -> list[dict]:
@@ -125,7 +135,13 @@ def test_two_runners_on_two_hosts_run_an_array_over_both_once(cluster, tmp_path,
         run = [GLUE_BENCH, "run", "jobs/tiny", "--executor", "slurm", "--cpus-per-task", "1"]
         runners = [subprocess.Popen(on_node(cluster, node, *run, cwd=root), stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True) for node in NODES]
-        time.sleep(2)
+        start = time.time()
+        while lock_waiters(lock) != {r.pid for r in runners}:  # both runners blocked in flock on the lock
+            assert all(r.poll() is None for r in runners), \
+                [r.stderr.read()[-3000:] for r in runners if r.poll() is not None]
+            assert time.time() - start < 120, f"the runners never waited for the lock:\n{lock_table()}"
+            time.sleep(0.1)
+        # a runner records its array only under the lock, which this test holds: nothing can be recorded yet
         assert not (root / "jobs" / "tiny" / "slurm" / "submissions.json").exists()
     outputs = [r.communicate(timeout=600) for r in runners]
     assert [r.returncode for r in runners] == [0, 0], [o[1][-3000:] for o in outputs]

@@ -1,9 +1,13 @@
+"""The job spec (glue_bench/spec.py): its fields and their checks, its id, its batch rules."""
+
 import json
 
 import pytest
+from job_folders import rte
 
 from glue_bench.errors import GlueBenchError
-from glue_bench.spec import JobSpec, format_lr
+from glue_bench.plan.sweep_file import expand_sweep, parse_sweep
+from glue_bench.spec import FIELDS, JobSpec, format_lr
 
 
 def spec(**kw) -> JobSpec:
@@ -73,3 +77,24 @@ def test_batch_layout_keeps_the_global_batch():
 
 def test_format_lr():
     assert [format_lr(x) for x in (3e-5, 1e-3, 2.5e-4, 0.1)] == ["3e-5", "1e-3", "2.5e-4", "1e-1"]
+
+
+def test_setting_key_is_the_id_without_the_seed():
+    assert rte(seed=1).setting_key == rte(seed=7).setting_key
+    assert rte(num_gpus=4, log_every_steps=1).setting_key == rte().setting_key  # not in the id
+    for name in ("max_grad_norm", "data_seed", "zero_stage", "max_eval_samples", "warmup_ratio"):
+        default = FIELDS[name].default
+        other = {"max_grad_norm": 0.5, "data_seed": 1, "zero_stage": 1, "max_eval_samples": 5,
+                 "warmup_ratio": 0.2}[name]
+        assert other != default
+        assert rte(**{name: other}).setting_key != rte().setting_key, name
+
+
+def test_booleans_are_type_checked():
+    with pytest.raises(Exception, match="predict_test='maybe'.*true or false"):
+        JobSpec(task="rte", model="m", predict_test="maybe")
+    with pytest.raises(Exception, match="keep_checkpoints"):
+        JobSpec.from_dict({"task": "rte", "model": "m", "keep_checkpoints": "no"})
+    sweep = parse_sweep({"name": "s", "model": "m", "tasks": ["rte"], "methods": ["full"], "group_by_length": "off"})
+    with pytest.raises(GlueBenchError, match="sweep key group_by_length"):
+        expand_sweep(sweep)

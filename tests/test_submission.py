@@ -1,12 +1,19 @@
+"""The leaderboard submission (glue_bench/report/submission.py, `glue-bench submit` and `validate`): the format of
+each file, every way a zip can be wrong, and the configuration a submission is made from."""
+
 import io
 import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import invoke
+from job_folders import rte, write_done_job
+from report_records import HOULSBY, LORA, budget_records, rec
 from typer.testing import CliRunner
 
 from glue_bench.cli import app
 from glue_bench.glue_files import read_split
+from glue_bench.method_config import MethodConfig
 from glue_bench.report.submission import FILES, format_prediction, zip_bytes
 from glue_bench.results.job_folder import atomic_write_json
 
@@ -178,3 +185,42 @@ def test_submit_best_dev_writes_a_valid_zip_and_the_choice(tmp_path, real_glue):
     assert '"job": "rte-2"' in choice and "left out" in result.output
     check = runner.invoke(app, ["validate", str(out), "--allow-partial", "--data-dir", str(real_glue)])
     assert check.exit_code == 0, check.output
+
+
+def test_submit_of_a_method_the_sweep_never_had_names_what_it_has_and_writes_nothing(tmp_path):
+    results = tmp_path / "results" / "s"
+    write_done_job(results, rte(), 0.6)
+    out = tmp_path / "sub.zip"
+    result = invoke("submit", str(results), "--method", "nosuch", "--allow-partial", "--out", str(out))
+    assert result.exit_code == 1 and "--method 'nosuch': choose one of full, houlsby" in result.output
+    result = invoke("submit", str(results), "--method", "pfeiffer", "--allow-partial", "--out", str(out))
+    assert result.exit_code == 1
+    assert "no done job of pfeiffer" in result.output and "it has full" in result.output
+    result = invoke("submit", str(results), "--method", "houlsby", "--bottleneck", "8", "--allow-partial",
+                    "--out", str(out))
+    assert result.exit_code == 1 and "no done job of houlsby m=8" in result.output
+    assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+def test_submit_names_one_configuration_of_any_family():
+    from glue_bench.report.aggregate import choose_for_submission, matching_configs
+
+    records = budget_records() + [rec("rte", "lora", score=0.69, trainable=30, base=1000, head=10,
+                                      method_config=MethodConfig("lora", (("rank", 16), ("alpha", 16.0))))]
+    assert [c.label for c in matching_configs(records, "lora")] == ["lora r=8 a=8", "lora r=16 a=16"]
+    assert [c.label for c in matching_configs(records, "lora", {"rank": 16})] == ["lora r=16 a=16"]
+    assert [c.label for c in matching_configs(records, "lora", {"rank": 8, "alpha": 8})] == ["lora r=8 a=8"]
+    assert matching_configs(records, "lora", {"rank": 8, "train_pooler": True}) == []
+    assert matching_configs(records, "houlsby", {"bottleneck": 8}) == [HOULSBY]
+    chosen = choose_for_submission(records, LORA)
+    assert {t: s.config for t, s in chosen.items()} == {"rte": "lora r=8 a=8", "mrpc": "lora r=8 a=8"}
+
+
+def test_submit_on_a_partial_sweep_is_one_line_that_names_allow_partial(tmp_path):
+    results = tmp_path / "results" / "s"
+    write_done_job(results, rte(), 0.6)
+    result = invoke("submit", str(results), "--out", str(tmp_path / "sub.zip"))
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert "--allow-partial" in lines[0] and "CoLA: no done job" in lines[0]
+    assert not (tmp_path / "sub.zip").exists()

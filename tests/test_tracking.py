@@ -1,4 +1,5 @@
-"""wandb for real, offline: runs are read back from their .wandb logs."""
+"""Tracking (glue_bench/results/tracking.py): wandb for real, offline, runs read back from their .wandb logs; online
+without a network; WANDB_DIR."""
 
 import json
 import os
@@ -7,7 +8,7 @@ import time
 
 import pytest
 from conftest import glue_bench
-from test_train import SST2, start_job, train_args, wait_for
+from train_runs import SST2, start_job, train_args, wait_for
 from typer.testing import CliRunner
 from wandb_reader import read_run
 
@@ -92,6 +93,7 @@ def test_report_summary_run_holds_the_report_table(offline_job, tmp_path):
     out = CliRunner().invoke(app, ["report", str(results), "--wandb", "offline"], env=env)
     assert out.exit_code == 0, out.output
     (run_dir,) = sorted((results / "wandb").glob("offline-run-*"))
+    assert f"(offline, under {results}: wandb sync {results}/wandb/offline-run-*)" in out.output
     run = read_run(run_dir)
     assert run["run"]["group"] == "s" and run["run"]["job_type"] == "report"
     table = run["tables"]["glue_table"]
@@ -105,3 +107,40 @@ def test_report_summary_run_holds_the_report_table(offline_job, tmp_path):
     assert any(k.startswith("plots/") for r in run["history"] for k in r)
     second = CliRunner().invoke(app, ["report", str(results), "--wandb", "offline"], env=env)
     assert second.exit_code == 0 and len(list((results / "wandb").glob("offline-run-*"))) == 2
+
+
+def test_wandb_dir_is_honoured(tmp_path, monkeypatch):
+    from glue_bench.results import tracking
+
+    wandb_dir, results = tmp_path / "x", tmp_path / "results"
+    wandb_dir.mkdir()
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(wandb_dir))
+    tracker = tracking.start("offline", project="p", entity=None, group=None, job_type="rte", name="n", tags=[],
+                             config={}, directory=results)
+    try:
+        assert isinstance(tracker, tracking.WandbTracker)
+    finally:
+        tracker.finish()
+    assert len(list((wandb_dir / "wandb").glob("offline-run-*"))) == 1
+    assert not list(results.rglob("offline-run-*"))
+
+
+def test_results_folder_is_the_default_wandb_dir(tmp_path, monkeypatch):
+    from glue_bench.results import tracking
+
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    assert tracking.wandb_directory(tmp_path) == tmp_path
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "x"))
+    assert tracking.wandb_directory(tmp_path) == tmp_path / "x"
+
+
+def test_the_offline_sync_hint_names_the_sweeps_runs(tmp_path, monkeypatch):
+    from glue_bench.results import tracking
+
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    assert tracking.offline_sync_hint(tmp_path) is None
+    for job in ("a", "b"):
+        (tmp_path / job / "wandb" / "offline-run-20260101_000000-x").mkdir(parents=True)
+    assert tracking.offline_sync_hint(tmp_path) == \
+        f"wandb: 2 run(s) saved offline; upload them with: wandb sync {tmp_path}/*/wandb/offline-run-*"

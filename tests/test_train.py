@@ -1,28 +1,21 @@
-"""Real training runs: tiny random BERT, real DeepSpeed, real GLUE files, the real CLI in subprocesses."""
+"""Training for real (glue_bench/train/recipe.py through `glue-bench train` and `predict`): tiny random BERT, real
+DeepSpeed, real GLUE files, the real CLI in subprocesses. Houlsby on one and two processes, ZeRO 0 and 2, crashes
+and signals resumed; then every other method trained, process count x ZeRO stage pairwise over them: lora 1 x 0,
+pfeiffer 1 x 2, bitfit 2 x 0, ia3 2 x 2."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import glue_bench
 from safetensors.torch import load_file
+from train_runs import SST2, start_job, train_args, wait_for
 
-from glue_bench.results.job_folder import is_done, prediction_rows
-
-
-def train_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return ["train", "--model", str(model), "--data-dir", str(data), "--output-dir", str(out),
-            "--max-seq-length", "64", *extra]
-
-
-SST2 = ("--task", "sst2", "--method", "houlsby", "--bottleneck", "8", "--learning-rate", "1e-3",
-        "--batch-size", "16", "--epochs", "2", "--max-train-samples", "512", "--max-eval-samples", "96")
+from glue_bench.results.job_folder import is_done, prediction_rows, umask
 
 
 def read_metrics(out: Path) -> dict:
@@ -75,17 +68,12 @@ def test_single_process_houlsby_job(sst2_run, tiny_bert):
     assert set(adapter) == set(trainable)
     assert all(not torch.equal(adapter[n], p.detach()) for n, p in trainable.items())
     steps = [r for r in history(sst2_run) if "train/loss" in r]
-    assert len(steps) == 2 * 32 // 10 and all(r["train/grad_norm"] > 0 for r in steps)
+    # every 10 steps, and at each epoch's end (steps 32 and 64)
+    assert [r["step"] for r in steps] == [10, 20, 30, 32, 40, 50, 60, 64]
+    assert all(r["train/grad_norm"] > 0 for r in steps)
     assert len([r for r in history(sst2_run) if "eval/task_score" in r]) == 2
     start = next(r for r in history(sst2_run) if r.get("event") == "start")
     assert start["fast_dropout"] is True  # CPU job: dropout.use_fast_dropout
-
-
-def test_keep_freed_memory_on_cpu_only():
-    from glue_bench.train.runtime import keep_freed_memory
-
-    assert keep_freed_memory(torch.device("cpu")) is True  # Linux/glibc here
-    assert keep_freed_memory(torch.device("cuda")) is False
 
 
 def test_predict_from_saved_adapter_reproduces_dev_predictions(sst2_run, tmp_path):
@@ -95,20 +83,6 @@ def test_predict_from_saved_adapter_reproduces_dev_predictions(sst2_run, tmp_pat
     assert len(full) == 872
     saved = [line.split("\t")[:2] for line in (sst2_run / "predictions" / "dev.tsv").read_text().splitlines()[1:]]
     assert all(full[i] == p for i, p in saved)
-
-
-def wait_for(condition, timeout=300.0):
-    start = time.time()
-    while not condition():
-        if time.time() - start > timeout:
-            raise TimeoutError
-        time.sleep(0.005)
-
-
-def start_job(args: list[str], env: dict | None = None) -> subprocess.Popen:
-    exe = Path(sys.executable).with_name("glue-bench")
-    return subprocess.Popen([str(exe), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
 
 
 def test_crash_after_epoch_one_resumes_to_identical_predictions(sst2_run, tiny_bert, real_glue, tmp_path):
@@ -155,6 +129,9 @@ def test_two_processes_zero2_full_regression(tiny_bert, real_glue, tmp_path):
     assert len(sums) == 2 and sums[0] == sums[1]
     assert m["predictions"] == {"dev": 64, "test": 1379}
     assert (out / "model" / "model.safetensors").is_file()
+    shared = 0o666 & ~umask()  # the weights follow the umask like every other result file (safetensors: 0600)
+    assert {p.name: p.stat().st_mode & 0o777 for p in (out / "model").iterdir()} == \
+        {p.name: shared for p in (out / "model").iterdir()}
     lines = (out / "predictions" / "test.tsv").read_text().splitlines()
     assert [int(x.split("\t")[0]) for x in lines[1:]] == list(range(1379))  # sorted, no duplicates
     pred = tmp_path / "dev.tsv"
@@ -168,7 +145,8 @@ def test_two_processes_zero2_full_regression(tiny_bert, real_glue, tmp_path):
 def test_two_processes_zero0_mnli_with_ax(tiny_bert, fixture_glue, tmp_path):
     out = tmp_path / "job"
     glue_bench(*train_args(tiny_bert, fixture_glue, out, "--task", "mnli", "--method", "houlsby", "--bottleneck",
-                           "4", "--learning-rate", "1e-3", "--batch-size", "8", "--epochs", "1", "--num-procs", "2"))
+                           "4", "--learning-rate", "1e-3", "--batch-size", "8", "--epochs", "1", "--num-procs", "2",
+                           "--log-every-steps", "50"))
     m = read_metrics(out)
     assert m["predictions"] == {"dev_matched": 24, "dev_mismatched": 24, "test_matched": 20,
                                 "test_mismatched": 20, "ax": 12}
@@ -177,6 +155,9 @@ def test_two_processes_zero0_mnli_with_ax(tiny_bert, fixture_glue, tmp_path):
                                              m["dev"]["dev_mismatched"]["accuracy"]) / 2)
     assert m["distributed"]["eval_rows_per_rank"] == {"dev_matched": [12, 12], "dev_mismatched": [12, 12]}
     assert len(set(m["distributed"]["param_sums_per_rank"])) == 1
+    # the fixture's 96 MNLI rows, unasked: a warning; and a run shorter than log_every_steps still logs its loss
+    assert "MNLI train has 96 rows, 0.0% of its official 392702" in (out / "train.log").read_text()
+    assert m["global_steps"] == 12 and [r["step"] for r in history(out) if "train/loss" in r] == [12]
 
 
 def test_zero2_crash_resume_is_exact(tiny_bert, real_glue, tmp_path):
@@ -213,3 +194,98 @@ def test_missing_training_data_fails_with_one_line_and_error_json(tiny_bert, rea
     error = json.loads((out / "error.json").read_text())
     assert error["type"] == "GlueBenchError" and error["attempt"] == 1
     assert not (out / "metrics.json").exists()
+
+
+# -- every other method ------------------------------------------------------------------------------------
+
+COMMON = ("--task", "sst2", "--batch-size", "16", "--epochs", "2", "--max-train-samples", "256",
+          "--max-eval-samples", "96")
+METHODS = {
+    "lora": ("--method", "lora", "--rank", "4", "--alpha", "8", "--learning-rate", "3e-3"),
+    "pfeiffer": ("--method", "pfeiffer", "--bottleneck", "8", "--non-linearity", "relu", "--learning-rate", "1e-3",
+                 "--zero-stage", "2"),
+    "bitfit": ("--method", "bitfit", "--learning-rate", "3e-3", "--num-procs", "2"),
+    "ia3": ("--method", "ia3", "--learning-rate", "3e-3", "--num-procs", "2", "--zero-stage", "2"),
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_bert, real_glue) -> dict[str, Path]:
+    out = {}
+    for method, args in METHODS.items():
+        out[method] = tmp_path_factory.mktemp(method) / "job"
+        glue_bench(*train_args(tiny_bert, real_glue, out[method], *COMMON, *args))
+    return out
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_job_done_frozen_unchanged_and_only_trainable_saved(runs, tiny_bert, method):
+    from glue_bench.train.provenance import frozen_digest
+
+    out = runs[method]
+    m = read_metrics(out)
+    assert is_done(out) and m["predictions"] == {"dev": 96, "test": 1821}
+    fresh = fresh_model(tiny_bert, out / "spec.json")
+    assert m["frozen_parameters_sha256"] == frozen_digest(fresh)
+    trainable = {n: p for n, p in fresh.named_parameters() if p.requires_grad}
+    assert m["parameters"]["trainable"] == sum(p.numel() for p in trainable.values())
+    adapter = load_file(str(out / "adapter.safetensors"))
+    assert set(adapter) == set(trainable)
+    assert all(not torch.equal(adapter[n], p.detach()) for n, p in trainable.items())
+    assert not (out / "model").exists()
+    if "--num-procs" in METHODS[method]:
+        sums = m["distributed"]["param_sums_per_rank"]
+        assert m["distributed"]["world_size"] == 2 and len(sums) == 2 and sums[0] == sums[1]
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_predict_from_the_checkpoint_reproduces_dev_predictions(runs, method, tmp_path):
+    out = tmp_path / "dev.tsv"
+    glue_bench("predict", "--checkpoint", str(runs[method]), "--task", "sst2", "--split", "dev", "--out", str(out))
+    again = dict(line.split("\t")[:2] for line in out.read_text().splitlines()[1:])
+    saved = [line.split("\t")[:2] for line in (runs[method] / "predictions" / "dev.tsv").read_text().splitlines()[1:]]
+    assert len(saved) == 96 and all(again[i] == p for i, p in saved)
+
+
+@pytest.mark.parametrize("method", ["lora", "ia3"])
+def test_peft_folder_loads_with_peft_and_gives_the_same_logits(runs, tiny_bert, method):
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    from glue_bench.results.job_folder import JobDir
+    from glue_bench.spec import JobSpec
+    from glue_bench.tasks import get_task
+    from glue_bench.train.weights import load_weights
+
+    folder = runs[method] / "peft"
+    assert {p.name for p in folder.iterdir()} == {"adapter_config.json", "adapter_model.safetensors"}
+    shared = 0o666 & ~umask()  # readable by colleagues sharing the results folder, as every result file
+    assert all(p.stat().st_mode & 0o777 == shared for p in (*folder.iterdir(), runs[method] / "adapter.safetensors"))
+    torch.manual_seed(123)  # a fresh random head: peft must restore the trained one
+    base = AutoModelForSequenceClassification.from_pretrained(str(tiny_bert), num_labels=2)
+    loaded = PeftModel.from_pretrained(base, str(folder)).eval()
+    spec = JobSpec.load(runs[method] / "spec.json")
+    ours, _ = load_weights(JobDir(runs[method]), spec, get_task("sst2"))
+    ids = torch.tensor([[101, 2023, 2003, 1037, 2204, 3185, 102], [101, 6659, 102, 0, 0, 0, 0]])
+    mask = (ids != 0).long()
+    torch.testing.assert_close(loaded(input_ids=ids, attention_mask=mask).logits,
+                               ours.eval()(input_ids=ids, attention_mask=mask).logits, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["lora", "pfeiffer"])
+def test_sigterm_mid_epoch_then_rerun_matches_an_uninterrupted_run(runs, tiny_bert, real_glue, tmp_path, method):
+    out = tmp_path / "job"
+    args = train_args(tiny_bert, real_glue, out, *COMMON, *METHODS[method])
+    proc = start_job(args)
+    wait_for(lambda: any(r.get("step", 0) >= 20 for r in history(out)) if (out / "history.jsonl").exists()
+             else proc.poll() is not None)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 75, proc.stderr.read()[-2000:]
+    last = next((out / "checkpoints").glob("last-*"))
+    assert int(last.name.split("-")[1]) % 16 != 0  # mid-epoch
+    glue_bench(*args)
+    resumed, reference = read_metrics(out), read_metrics(runs[method])
+    assert [r for r in history(out) if r.get("event") == "resume"]
+    for metric, value in reference["dev"]["dev"].items():
+        assert resumed["dev"]["dev"][metric] == pytest.approx(value, abs=1e-4), metric
+    assert resumed["global_steps"] == reference["global_steps"] == 32

@@ -1,4 +1,5 @@
-"""The training side's runtime: no unused C++ build of DeepSpeed, WANDB_DIR honoured."""
+"""The training side's runtime (glue_bench/train/runtime.py): no unused C++ build of DeepSpeed, freed memory kept
+on CPU only."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import torch
 
 PACKAGE = Path(__file__).resolve().parents[1] / "glue_bench"
 
@@ -46,27 +49,8 @@ def test_run_does_not_build_deepspeed_shm_allreduce(tmp_path):
     assert not list(extensions.rglob("deepspeed_shm_comm*"))
 
 
-def test_wandb_dir_is_honoured(tmp_path, monkeypatch):
-    from glue_bench.results import tracking
+def test_keep_freed_memory_on_cpu_only():
+    from glue_bench.train.runtime import keep_freed_memory
 
-    wandb_dir, results = tmp_path / "x", tmp_path / "results"
-    wandb_dir.mkdir()
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(wandb_dir))
-    tracker = tracking.start("offline", project="p", entity=None, group=None, job_type="rte", name="n", tags=[],
-                             config={}, directory=results)
-    try:
-        assert isinstance(tracker, tracking.WandbTracker)
-    finally:
-        tracker.finish()
-    assert len(list((wandb_dir / "wandb").glob("offline-run-*"))) == 1
-    assert not list(results.rglob("offline-run-*"))
-
-
-def test_results_folder_is_the_default_wandb_dir(tmp_path, monkeypatch):
-    from glue_bench.results import tracking
-
-    monkeypatch.delenv("WANDB_DIR", raising=False)
-    assert tracking.wandb_directory(tmp_path) == tmp_path
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "x"))
-    assert tracking.wandb_directory(tmp_path) == tmp_path / "x"
+    assert keep_freed_memory(torch.device("cpu")) is True  # Linux/glibc here
+    assert keep_freed_memory(torch.device("cuda")) is False

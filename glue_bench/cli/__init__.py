@@ -98,10 +98,15 @@ def tasks(data_dir: Annotated[Optional[Path], typer.Option(help="glue_data folde
             table.add_row(*row)
         console.print(table)
         return
+    import textwrap
+
+    width = min(console.width, 80) if console.is_terminal else 80
     for row in rows:
         console.print(f"[bold]{row[0]}[/bold]", highlight=False)
         for col, value in zip(columns[1:], row[1:], strict=True):
-            console.print(f"  {col}: {value}", highlight=False)
+            text = textwrap.fill(f"{col}: {value}", width, initial_indent="  ", subsequent_indent="    ",
+                                 break_on_hyphens=False)
+            console.print(text, highlight=False)
 
 
 def train(spec_file: Optional[Path], output_dir: Optional[Path], cache_dir: Optional[Path], force: bool,
