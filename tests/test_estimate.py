@@ -185,3 +185,27 @@ def test_steps_per_epoch_is_the_rule_training_follows_with_several_ranks():
 def test_eval_batch_rule():
     assert JobSpec(task="rte", model="m", batch_size=32).eval_batch(1) == 64
     assert JobSpec(task="rte", model="m", batch_size=32).eval_batch(4) == 32  # micro 8 -> at least 32
+
+
+def test_eta_corrects_the_phases_training_throughput_does_not_see():
+    """A small job: 10 s of training, 50 s of evaluation and prediction, 20 s of start-up and saving (80 s)."""
+    from glue_bench.cost.eta import JobEstimate, job_correction, progress_eta, remaining_seconds, sweep_eta
+
+    small = JobEstimate(seconds=80.0, train_seconds=10.0, train_examples=100, epochs=2, startup_seconds=20.0)
+    assert small.eval_seconds == 50.0
+    # half way (epoch 1 of 2): 5 s of training left; of 50 s of evaluation, 1 of 3 passes done -> 33.3 s left
+    assert remaining_seconds(small, {"epoch": 1}, 1.0, 1.0) == pytest.approx(5 + 50 * 2 / 3)
+    assert remaining_seconds(small, {"epoch": 1}, 2.0, 3.0) == pytest.approx(10 + 100)
+    estimates = {j: small for j in ("a", "b", "c")}
+    assert job_correction(estimates, {}) is None
+    assert job_correction(estimates, {"a": 160.0, "b": 240.0}) == pytest.approx(2.5)  # median of 2 and 3
+    # training runs as estimated (10 ex/s), but the finished jobs took twice as long as priced: pending x2
+    seconds, correction = sweep_eta(estimates, {"b": {"epoch": 1, "train/examples_per_s": 10.0}}, ["c"], 1,
+                                    {"a": 160.0})
+    assert correction == 2.0
+    assert seconds == pytest.approx((5 * 1.0 + 50 * 2 / 3 * 2.0) + 80 * 2.0)
+    # without estimates: from progress; a job 1/4 done after 30 s takes 120 s, so 90 s left, plus a pending one
+    # at the finished jobs' mean (100 s), on one slot
+    assert progress_eta({"x": (30.0, 0.25)}, [100.0], 1, 1) == pytest.approx(90 + 100)
+    assert progress_eta({"x": (30.0, 0.25)}, [], 1, 2) == pytest.approx(120)  # the pending one takes 120 too
+    assert progress_eta({}, [], 3, 1) is None

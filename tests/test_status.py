@@ -63,3 +63,26 @@ def test_a_truncated_prediction_file_gets_the_same_verdict_from_status_and_repor
     (record,) = collect(tmp_path / "results")
     assert not record.done and "predictions/dev.tsv is 40 bytes" in record.error
     assert "corrupt" not in record.error
+
+
+def test_status_shows_an_eta_whenever_a_job_runs_even_without_estimates(tmp_path):
+    """No structure is known (no `plan --estimate`, no calibration): the ETA comes from the running job's
+    progress since its claim."""
+    import time
+
+    from glue_bench.results import claims
+    from glue_bench.results.job_folder import JobDir, atomic_write_json
+
+    results, spec = tmp_path / "results", rte(seed=1, epochs=4)
+    atomic_write_json(tmp_path / "jobs" / "manifest.json", {
+        "name": "s", "results_dir": str(results), "jobs": [{"id": spec.job_id, "task": "rte", "method": "full"}]})
+    (tmp_path / "jobs" / f"{spec.job_id}.json").write_text(spec.to_json())
+    job = JobDir(results / spec.job_id)
+    claim = claims.try_claim(job.path)
+    claim["start"] = time.time() - 60  # claimed a minute ago
+    atomic_write_json(job.claim_path, claim)
+    job.history_path.write_text(json.dumps({"step": 8, "epoch": 1.0, "train/loss": 0.5}) + "\n")
+    result = invoke("status", str(tmp_path / "jobs"))
+    eta = next(line for line in result.output.splitlines() if line.startswith("ETA"))
+    # a quarter done after 60 s: 180 s (0.05 h) left
+    assert eta.startswith("ETA 0.05 h on 1 slot(s) for 1 job(s) left (from the jobs' progress so far")

@@ -27,6 +27,13 @@ class JobEstimate:
     train_examples: int
     """Training examples over all epochs."""
     epochs: int
+    startup_seconds: float = 0.0
+    """Of which the fixed cost (start-up, saving); the rest is evaluation and prediction."""
+
+    @property
+    def eval_seconds(self) -> float:
+        """Every dev evaluation, the final dev prediction and the test prediction."""
+        return max(0.0, self.seconds - self.train_seconds - self.startup_seconds)
 
     @property
     def examples_per_s(self) -> float:
@@ -52,7 +59,7 @@ def job_estimates(specs: list[JobSpec], target: Target, cache_dir: Path | None =
             price = price_job(spec, structure, Target.cuda(), calibrations)
         work = price.work
         out[spec.job_id] = JobEstimate(price.seconds, price.train_seconds, work.train_examples * work.epochs,
-                                       work.epochs)
+                                       work.epochs, price.startup_seconds)
     return out
 
 
@@ -70,6 +77,12 @@ def latest_training_record(job: JobDir) -> dict:
     return out
 
 
+def share_done(progress: dict, epochs: int) -> float:
+    """The share of a running job's epochs done, from its latest progress record (0 before the first)."""
+    epoch = progress.get("epoch")
+    return min(1.0, float(epoch) / epochs) if isinstance(epoch, int | float) and epochs else 0.0
+
+
 def speed_correction(predicted: list[float], reported: list[float]) -> float:
     """How much slower (> 1) or faster than estimated the jobs run: the median of predicted / reported
     training examples per second over the jobs that report one (1 when none does)."""
@@ -77,22 +90,56 @@ def speed_correction(predicted: list[float], reported: list[float]) -> float:
     return statistics.median(ratios) if ratios else 1.0
 
 
-def remaining_seconds(estimate: JobEstimate, progress: dict, correction: float) -> float:
-    """What is left of a running job: its estimate less the part of its epochs done, scaled by the correction."""
+def remaining_seconds(estimate: JobEstimate, progress: dict, train_correction: float,
+                      rest_correction: float) -> float:
+    """What is left of a running job: its training steps not yet done (scaled by the training correction), and
+    its evaluations not yet done, the final dev and test prediction and the saving (scaled by the correction of
+    the other phases); its start-up is behind it."""
     epoch = progress.get("epoch")
     done = min(1.0, float(epoch) / estimate.epochs) if isinstance(epoch, int | float) and estimate.epochs else 0.0
-    return max(0.0, estimate.seconds - estimate.train_seconds * done) * correction if done < 1 else 0.0
+    # one dev pass per epoch is behind it with each epoch; the final dev and test prediction are all ahead
+    evals_left = estimate.eval_seconds * (1.0 - done * estimate.epochs / (estimate.epochs + 1))
+    return estimate.train_seconds * (1.0 - done) * train_correction + evals_left * rest_correction
+
+
+def job_correction(estimates: dict[str, JobEstimate], finished: dict[str, float]) -> float | None:
+    """How much longer (> 1) than estimated whole jobs took: the median of actual / estimated seconds over the
+    finished jobs (every phase: evaluation, prediction, saving and wandb too). None before any finished."""
+    ratios = [seconds / estimates[j].seconds for j, seconds in finished.items()
+              if j in estimates and estimates[j].seconds > 0 and seconds > 0]
+    return statistics.median(ratios) if ratios else None
 
 
 def sweep_eta(estimates: dict[str, JobEstimate], running: dict[str, dict], pending: list[str],
-              slots: int) -> tuple[float, float] | None:
-    """(seconds left, correction) of a sweep from its job estimates and the running jobs' latest progress
-    records (`latest_training_record`); None when no job left has an estimate."""
+              slots: int, finished: dict[str, float] | None = None) -> tuple[float, float] | None:
+    """(seconds left, correction) of a sweep from its job estimates, the running jobs' latest progress records
+    (`latest_training_record`) and the finished jobs' actual seconds. Training is corrected by the throughput the
+    running jobs report; the other phases (evaluation, prediction, saving, wandb), which that throughput does not
+    see and which dominate small jobs, by the finished jobs' actual / estimated seconds (until one finishes, by
+    the training correction). None when no job left has an estimate."""
     reported = [(estimates[j].examples_per_s, p.get("train/examples_per_s")) for j, p in running.items()
                 if j in estimates]
-    correction = speed_correction([a for a, _ in reported], [b for _, b in reported])
-    left = [remaining_seconds(estimates[j], p, correction) for j, p in running.items() if j in estimates]
-    left += [estimates[j].seconds * correction for j in pending if j in estimates]
+    train = speed_correction([a for a, _ in reported], [b for _, b in reported])
+    whole = job_correction(estimates, finished or {})
+    rest = whole if whole is not None else train
+    left = [remaining_seconds(estimates[j], p, train, rest) for j, p in running.items() if j in estimates]
+    left += [estimates[j].seconds * (whole if whole is not None else train) for j in pending if j in estimates]
     if not left:
         return None
-    return schedule_seconds(left, slots), correction
+    return schedule_seconds(left, slots), (whole if whole is not None else train)
+
+
+def progress_eta(running: dict[str, tuple[float, float]], durations: list[float], pending: int,
+                 slots: int) -> float | None:
+    """The ETA without estimates: a running job's time left from its elapsed seconds and the share of its work
+    done ((elapsed, share) per job); a pending job takes the mean duration of the finished jobs, else the mean of
+    the running jobs' projected durations. None when there is nothing to go by."""
+    projected = {j: elapsed / share for j, (elapsed, share) in running.items() if share > 0.02}
+    mean = statistics.fmean(durations) if durations else \
+        (statistics.fmean(projected.values()) if projected else None)
+    if mean is None:
+        return None
+    left = [projected[j] - elapsed if j in projected else max(0.0, mean - elapsed)
+            for j, (elapsed, _) in running.items()]
+    left += [mean] * pending
+    return schedule_seconds([max(0.0, x) for x in left], slots) if left else None

@@ -107,6 +107,8 @@ class JobPrice:
     """Device seconds of the whole job: start-up, training, evaluation and test prediction."""
     train_seconds: float
     """Of which the training steps."""
+    startup_seconds: float
+    """Of which the fixed cost: process start, imports, model load, engine, saving the weights and results."""
     measured_lengths: bool
     """Whether every split's lengths came from the token cache (else from documented means)."""
     source: str
@@ -124,7 +126,7 @@ def price_job(spec: JobSpec, structure: Structure, target: Target, calibrations:
         speed, source = fallback_speed(target, structure.layers), describe_fallback(target, spec.model)
     work, measured = spec_work(spec, lookup)
     train_s = speed.train.seconds(work.steps, work.train_tokens * train_flops_per_token(structure, work.train_seq))
-    return JobPrice(work, job_seconds(work, structure, speed), train_s, measured, source)
+    return JobPrice(work, job_seconds(work, structure, speed), train_s, speed.startup_s, measured, source)
 
 
 # -- the estimate -------------------------------------------------------------------------------------------

@@ -92,6 +92,7 @@ class LocalExecutor:
         self.stop = False
         self.started = time.time()
         self.durations: list[float] = []
+        self.finished_seconds: dict[str, float] = {}  # job id -> its wall seconds, for the ETA's correction
         self.note: str | None = None
         self.said_waiting = 0
 
@@ -193,6 +194,7 @@ class LocalExecutor:
         if job.is_done():  # done, even if the process was stopped while exiting
             self.done.add(run.job_id)
             self.durations.append(elapsed)
+            self.finished_seconds[run.job_id] = elapsed
             self.outcome.done.append(run.job_id)
             self.event("done", run.job_id, slot=run.slot.name, seconds=round(elapsed, 2))
         elif code == ExitCode.INTERRUPTED or self.stop:
@@ -311,18 +313,19 @@ class LocalExecutor:
 
     def eta_seconds(self) -> float | None:
         """Seconds left: from the jobs' estimates (glue_bench.cost.eta), corrected by the throughput the running
-        jobs report; without estimates, from the mean duration of the jobs finished so far."""
-        if self.estimate:
-            from glue_bench.cost.eta import latest_training_record, sweep_eta
+        jobs report and by the finished jobs' actual durations; without estimates, from the running jobs'
+        progress and the mean duration of the jobs finished so far (`progress_eta`)."""
+        from glue_bench.cost.eta import latest_training_record, progress_eta, share_done, sweep_eta
 
-            running = {j: latest_training_record(self.job(j)) for j in self.running}
-            eta = sweep_eta(self.estimate, running, self.pending(), len(self.slots))
+        progress = {j: latest_training_record(self.job(j)) for j in self.running}
+        if self.estimate:
+            eta = sweep_eta(self.estimate, progress, self.pending(), len(self.slots), self.finished_seconds)
             if eta is not None:
                 return eta[0]
-        if not self.durations:
-            return None
-        left = len(self.pending()) + len(self.running)
-        return left * (sum(self.durations) / len(self.durations)) / max(1, len(self.slots))
+        now = time.time()
+        running = {j: (now - run.started, share_done(progress[j], self.spec_for(j).epochs))
+                   for j, run in self.running.items()}
+        return progress_eta(running, self.durations, len(self.pending()), len(self.slots))
 
 
 def select_jobs(order: list[str], entries: dict[str, dict], only: list[str]) -> list[str]:
