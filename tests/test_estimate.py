@@ -196,7 +196,7 @@ def test_eta_corrects_the_phases_training_throughput_does_not_see():
     # half way (epoch 1 of 2): 5 s of training left; of 50 s of evaluation, 1 of 3 passes done -> 33.3 s left
     assert remaining_seconds(small, {"epoch": 1}, 1.0, 1.0) == pytest.approx(5 + 50 * 2 / 3)
     assert remaining_seconds(small, {"epoch": 1}, 2.0, 3.0) == pytest.approx(10 + 100)
-    estimates = {j: small for j in ("a", "b", "c")}
+    estimates = dict.fromkeys(("a", "b", "c"), small)
     assert job_correction(estimates, {}) is None
     assert job_correction(estimates, {"a": 160.0, "b": 240.0}) == pytest.approx(2.5)  # median of 2 and 3
     # training runs as estimated (10 ex/s), but the finished jobs took twice as long as priced: pending x2
