@@ -9,6 +9,7 @@ after a warm-up; ratios are reported, not absolute times (these machines are noi
     python -m benchmarks profile --method full                           # where a step's time goes
     python -m benchmarks control-plane --out benchmarks/results-control-plane.json   # status/report/submit at 648 jobs
     python -m benchmarks estimate --out benchmarks/results-estimate.json   # the demo's estimate vs its wall time
+    python -m benchmarks commits --against d84ceb5    # this tree's loop against another commit's, alternating
 """
 
 from __future__ import annotations
@@ -259,7 +260,7 @@ def print_table(results: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("suite", choices=["throughput", "houlsby", "sweep", "all", "profile", "memory-probe", "loop",
-                                          "control-plane", "estimate"])
+                                          "control-plane", "estimate", "commits"])
     parser.add_argument("--loop", choices=LOOPS, default="glue-bench", help="suite `loop`: the one loop to time")
     parser.add_argument("--task", default="sst2", help="suite `loop`: the task")
     parser.add_argument("--rows", type=int, default=2000, help="suite `loop`: training rows sampled")
@@ -282,6 +283,7 @@ def main() -> None:
     parser.add_argument("--sweep", type=Path, default=Path(__file__).resolve().parents[1] / "jobs" / "demo.yaml",
                         help="suite `estimate`: the sweep to price and run")
     parser.add_argument("--slots", type=int, default=2, help="suite `estimate`: CPU slots")
+    parser.add_argument("--against", default=None, help="suite `commits`: the commit whose loop to time beside this")
     args = parser.parse_args()
     if args.suite == "estimate":  # calibrate (not on the sweep's tasks), price the sweep, run it, compare
         from benchmarks.estimate import main as estimate_main
@@ -300,6 +302,17 @@ def main() -> None:
     ensure_environment()
     data = args.data_dir.resolve()
     setup = Setup(args.model, args.device, args.precision)
+    if args.suite == "commits":  # this tree's loop against another commit's, alternating
+        from benchmarks.commits import against
+
+        if not args.against:
+            parser.error("suite commits needs --against COMMIT")
+        result = against(args.against, data, args.reps, args.steps, args.warmup, setup)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps({t: result[t]["this_over_other"] for t in ("sst2", "rte")}))
+        return None
     if args.suite == "memory-probe":
         return memory_probe(args.method, data, args.steps, setup)
     if args.suite == "loop":  # one timed loop, as `isolated` runs it

@@ -180,3 +180,30 @@ def test_the_job_folder_check_sees_a_hand_built_path(tmp_path):
                                                ({"a": {"b"}, "b": set()}, None)])
 def test_find_cycle(graph, cycle):
     assert find_cycle(graph) == cycle
+
+
+@pytest.mark.parametrize("entry", ["glue_bench.train", "glue_bench.executors.slurm_task", "glue_bench.run.slurm_task"])
+def test_the_entry_points_running_jobs_and_written_slurm_scripts_call_still_start(entry):
+    """`python -m glue_bench.train` (every rank) and `python -m glue_bench.executors.slurm_task` (Slurm scripts
+    written before the move) keep working."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", entry, "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith("usage:"), proc.stderr[-2000:]
+
+
+def test_every_method_family_has_one_module_and_every_module_a_family():
+    from glue_bench.method_config import METHODS
+
+    helpers = {"__init__", "common", "targets"}
+    modules = {p.stem for p in (PACKAGE / "train" / "methods").glob("*.py")} - helpers
+    assert modules == set(METHODS)
+
+
+def test_exit_codes_are_named_not_spelled():
+    """75 (resumable) and 130 (Ctrl-C) live in `glue_bench.process.ExitCode` only."""
+    spelled = [f"{p.relative_to(PACKAGE)}:{n.lineno}" for p in sorted(PACKAGE.rglob("*.py")) if p.name != "process.py"
+               for n in ast.walk(ast.parse(p.read_text()))
+               if isinstance(n, ast.Constant) and type(n.value) is int and n.value in (75, 130)]
+    assert not spelled

@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from glue_bench.train.stop import crash_point
+
 MOMENTS = ("exp_avg", "exp_avg_sq")
 
 
@@ -111,12 +113,15 @@ def write_checkpoint(root: Path, kind: str, step: int, tensors: dict[str, torch.
                      optimizer: dict | None, state: dict) -> Path:
     """Write `root/<kind>-<step>/` atomically and delete older checkpoints of that kind (rank 0 only)."""
     root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(f".tmp-{kind}-*"):  # left by a process killed while writing one
+        shutil.rmtree(stale, ignore_errors=True)
     final = root / f"{kind}-{step:08d}"
     tmp = root / f".tmp-{kind}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     save_file(tensors, str(tmp / "trainable.safetensors"))
     if optimizer is not None:
         torch.save(optimizer, tmp / "optimizer.pt")
+    crash_point("checkpoint-write")
     torch.save(state, tmp / "state.pt")
     if final.exists():
         shutil.rmtree(final)

@@ -195,6 +195,7 @@ def resume(job: Job) -> None:
     if best_ckpt is not None:
         job.best_tensors = ckpt.read_checkpoint(best_ckpt)[0]
     log.info("resumed from %s at epoch %d, step %d", last.name, job.epoch, job.global_step)
+    stop.crash_point("after-resume")
     job.history.write({"event": "resume", "step": job.global_step, "epoch": job.epoch, "checkpoint": last.name,
                        "ranks": ranks})
 
@@ -232,6 +233,7 @@ def evaluate(job: Job) -> None:
         if job.run.is_main:
             ckpt.write_checkpoint(job.out.checkpoints_dir, "best", job.global_step, job.best_tensors, None,
                                   {"best": job.best})
+            stop.crash_point("between-best-and-last")
 
 
 def fit(job: Job) -> None:
@@ -269,6 +271,7 @@ def fit(job: Job) -> None:
             evaluate(job)
             job.epoch, job.step_in_epoch = job.epoch + 1, 0
             save_last(job)
+            stop.crash_point("after-last")
             if job.epoch < spec.epochs and run.should_stop():
                 raise Interrupted()
     except Interrupted:
@@ -312,6 +315,7 @@ def finish(job: Job) -> dict:
         raise RuntimeError(f"ranks ended with different parameters: {digests}")
     metrics = None
     if run.is_main:
+        stop.crash_point("finish")  # the predictions are written; the weights and metrics.json are not
         save_weights(out, spec, module, job.tokenizer, job.best_tensors)
         metrics = out.write_metrics(metrics_record(job, final_dev, files, frozen_after, digests))  # last
         job.tracker.summary(summary_values(metrics))

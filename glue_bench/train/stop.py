@@ -21,3 +21,17 @@ def _handler(signum, frame) -> None:
 def install() -> None:
     for s in SIGNALS:
         signal.signal(s, _handler)
+
+
+CRASH_ENVIRONMENT = "GLUE_BENCH_CRASH_AT"
+"""Names the point where `crash_point` kills the process: a hook that only tests set."""
+CRASH_POINTS = ("between-best-and-last", "after-last", "checkpoint-write", "finish", "after-resume")
+
+
+def crash_point(name: str) -> None:
+    """SIGKILL this process here when GLUE_BENCH_CRASH_AT names this point (tests of what a crash at a named
+    moment leaves behind; a no-op otherwise)."""
+    import os
+
+    if os.environ.get(CRASH_ENVIRONMENT) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
