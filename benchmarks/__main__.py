@@ -90,6 +90,19 @@ def memory_probe(method: str, data: Path, steps: int, setup: Setup) -> None:
     print("PROBE " + json.dumps(result))
 
 
+def library_versions() -> dict[str, str | None]:
+    """The versions of what the loops run on: a ratio moves when a baseline's library changes."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in ("torch", "transformers", "deepspeed", "accelerate", "peft"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def clean_env() -> dict[str, str]:
     """This environment without the torch.distributed settings `Run` put into it."""
     return {k: v for k, v in os.environ.items()
@@ -325,7 +338,7 @@ def main() -> None:
         print(json.dumps({k: v for k, v in result.items() if k != "peak_cuda_bytes"}))
         return None
     results: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                                 "python": platform.python_version()},
+                                 "python": platform.python_version(), "versions": library_versions()},
                      "settings": {"reps": args.reps, "steps": args.steps, "warmup": args.warmup,
                                   "model": args.model, "device": args.device, "precision": args.precision}}
     if args.device == "cuda":

@@ -43,7 +43,8 @@ def against(commit: str, data: Path, reps: int, steps: int, warmup: int, setup: 
                 runs: dict[str, list[float]] = {"this": [], "other": []}
                 for _ in range(reps):  # alternate the trees each repetition
                     for name, tree in (("this", ROOT), ("other", other)):
-                        runs[name].append(loop_in(tree, task, 2000, steps, warmup, data, setup)["examples_per_s"])
+                        timed = loop_in(tree, task, 2000, steps, warmup, data, setup)
+                        runs[name].append(timed["examples"] / timed["seconds"])
                 med = {k: statistics.median(v) for k, v in runs.items()}
                 out[task] = {"examples_per_s": med, "reps": runs, "this_over_other": med["this"] / med["other"]}
         finally:
