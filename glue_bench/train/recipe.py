@@ -186,7 +186,12 @@ def resume(job: Job) -> None:
     tensors, opt_state, state = ckpt.read_checkpoint(last)
     ckpt.load_trainable_state(job.module, tensors)
     ckpt.restore_optimizer_state(job.engine, opt_state)
-    job.engine.lr_scheduler.load_state_dict(state["scheduler"])
+    scheduler = job.engine.lr_scheduler
+    scheduler.load_state_dict(state["scheduler"])
+    # load_state_dict restores the schedule's position but not the optimizer's learning rate, which would stay at
+    # the schedule's first value for the first step after a resume: put the rate the schedule is at back
+    for group, lr in zip(scheduler.optimizer.param_groups, scheduler.get_last_lr(), strict=True):
+        group["lr"] = lr
     rngs = state["rng"]
     ckpt.set_rng_state(rngs[job.run.rank] if len(rngs) == job.run.world else rngs[0])
     job.epoch, job.step_in_epoch, job.global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
