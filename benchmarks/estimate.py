@@ -62,11 +62,45 @@ def run(sweep_file: Path, data: Path, slots: int, work: Path) -> dict:
                    stdout=subprocess.DEVNULL)
     measured = time.perf_counter() - start
     predicted = estimate.wall_seconds(slots)
+    jobs = per_job(estimate, work / "jobs" / sweep.name / "events.jsonl")
     return {"sweep": str(sweep_file), "jobs": len(specs), "slots": slots, "threads_per_job": threads,
+            "per_job": jobs, "evaluation_dominated": summary([j for j in jobs if j["evaluation_share"] > 0.5]),
+            "training_dominated": summary([j for j in jobs if j["evaluation_share"] <= 0.5]),
             "calibration_task": task, "methods": families, "calibrate_seconds": round(calibrate_s, 1),
             "estimated_wall_seconds": round(predicted, 1), "measured_wall_seconds": round(measured, 1),
             "estimated_device_seconds": round(estimate.total.seconds, 1),
             "ratio_estimated_to_measured": predicted / measured, "estimate": lines}
+
+
+def per_job(estimate, events: Path) -> list[dict]:
+    """Each job's estimated seconds (and its phases) beside what the runner measured (its `done` event)."""
+    import json
+
+    measured = {}
+    for line in events.read_text().splitlines():
+        record = json.loads(line)
+        if record.get("event") == "done":
+            measured[record["job"]] = record["seconds"]
+    out = []
+    for job_id, price in estimate.prices.items():
+        evaluation = price.seconds - price.train_seconds - price.startup_seconds
+        out.append({"job": job_id, "estimated_seconds": round(price.seconds, 1),
+                    "measured_seconds": measured.get(job_id), "train_seconds": round(price.train_seconds, 1),
+                    "evaluation_seconds": round(evaluation, 1), "startup_seconds": round(price.startup_seconds, 1),
+                    "evaluation_share": round(evaluation / price.seconds, 3) if price.seconds else 0.0,
+                    "ratio": round(price.seconds / measured[job_id], 3) if measured.get(job_id) else None})
+    return out
+
+
+def summary(jobs: list[dict]) -> dict:
+    """How far the estimate is off on a group of jobs: the median and the worst of estimated / measured."""
+    import statistics
+
+    ratios = [j["ratio"] for j in jobs if j["ratio"]]
+    if not ratios:
+        return {"jobs": len(jobs)}
+    worst = max(ratios, key=lambda r: abs(r - 1))
+    return {"jobs": len(jobs), "median_ratio": round(statistics.median(ratios), 3), "worst_ratio": worst}
 
 
 def main(sweep_file: Path, data: Path, slots: int, out: Path | None) -> dict:
@@ -81,4 +115,6 @@ def main(sweep_file: Path, data: Path, slots: int, out: Path | None) -> dict:
           f"{result['measured_wall_seconds'] / 60:.1f} min: estimated / measured = "
           f"{result['ratio_estimated_to_measured']:.2f} (calibrated on "
           f"{result['calibration_task']}, not a task of the sweep)")
+    for group in ("evaluation_dominated", "training_dominated"):
+        print(f"{group.replace('_', '-')} jobs: {result[group]}")
     return result

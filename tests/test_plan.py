@@ -254,3 +254,16 @@ def test_plan_refuses_an_uncached_hub_model_offline_but_prices_a_known_one(tmp_p
     priced = invoke(*args, "--dry-run", "--estimate")
     assert priced.exit_code == 0, priced.output
     assert "| total |" in priced.output
+
+
+def test_a_sequence_length_beyond_the_models_positions_is_refused_by_plan_and_train(tmp_path, tiny_bert, real_glue):
+    """The tiny BERT has 130 position embeddings: 256 tokens would fail inside the model, minutes later."""
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": "s", "model": str(tiny_bert), "data": str(real_glue),
+                                                     "tasks": ["rte"], "methods": ["full"],
+                                                     "max_seq_length": [128, 256]}))
+    result = invoke("plan", str(tmp_path / "s.yaml"), "--jobs-dir", str(tmp_path / "jobs"))
+    assert result.exit_code == 1 and "max_seq_length 256" in result.output and "at most 130" in result.output
+    assert not (tmp_path / "jobs").exists()
+    result = invoke("train", "--model", str(tiny_bert), "--task", "rte", "--data-dir", str(real_glue),
+                    "--max-seq-length", "256", "--output-dir", str(tmp_path / "o"))
+    assert result.exit_code == 1 and "at most 130 tokens" in result.output and not (tmp_path / "o").exists()

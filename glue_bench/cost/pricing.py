@@ -160,6 +160,8 @@ class SweepEstimate:
     target: Target
     tasks: dict[str, TaskCost] = field(default_factory=dict)
     job_seconds: dict[str, float] = field(default_factory=dict)
+    prices: dict[str, JobPrice] = field(default_factory=dict)
+    """Job id -> its price, with the phases apart."""
     sources: dict[str, str] = field(default_factory=dict)
     """Method family -> the calibration used, or the fallback and how to measure one."""
 
@@ -170,6 +172,7 @@ class SweepEstimate:
     def add(self, task: str, job_id: str, price: JobPrice, method: str) -> None:
         self.tasks[task] = self.tasks.get(task, TaskCost()) + TaskCost.of(price)
         self.job_seconds[job_id] = price.seconds
+        self.prices[job_id] = price
         self.sources.setdefault(method, price.source)
 
     def wall_seconds(self, slots: int) -> float:

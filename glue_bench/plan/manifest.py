@@ -15,7 +15,13 @@ from glue_bench.results import schemas
 from glue_bench.results.job_folder import JobDir, atomic_write_json, atomic_write_text, read_json
 from glue_bench.spec import JobSpec
 from glue_bench.tasks import TASKS
-from glue_bench.train.preflight import check_model, data_folder, hub_data_problem, missing_files
+from glue_bench.train.preflight import (
+    check_model,
+    check_model_limits,
+    data_folder,
+    hub_data_problem,
+    missing_files,
+)
 
 MANIFEST = "manifest.json"
 
@@ -60,6 +66,8 @@ def plan_sweep(sweep: Sweep, jobs_root: Path = Path("jobs"), results_root: Path 
     only prices the sweep from a known configuration)."""
     specs = expand_sweep(sweep)
     check_model(sweep.model, weights_needed)
+    if specs:  # the longest sequences the sweep asks for, within the model's limits (one config read)
+        check_model_limits(max(specs, key=lambda s: s.max_seq_length))
     problems = missing_data(sweep, specs)
     if problems and not skip_missing:
         task, why = next(iter(problems.items()))

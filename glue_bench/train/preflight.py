@@ -103,9 +103,45 @@ def check_output_dir(out: Path) -> None:
             return
 
 
+POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}
+"""Position ids these encoders reserve (for the padding index) out of `max_position_embeddings`."""
+
+
+def model_config_json(model: str) -> dict | None:
+    """A model's config.json without torch: from its folder, or the local hub cache for a hub id (None if not here)."""
+    model = resolve_model(model)
+    path = Path(model).expanduser() / "config.json" if is_model_path(model) else None
+    if path is None:
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            found = try_to_load_from_cache(model, "config.json")
+        except ValueError:
+            return None
+        path = Path(found) if isinstance(found, str) else None
+    try:
+        config = json.loads(path.read_text()) if path is not None else None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def check_model_limits(spec: JobSpec) -> None:
+    """The job's settings within the model's own limits, read from its config: `max_seq_length` no longer than
+    its position embeddings allow."""
+    config = model_config_json(spec.model)
+    if config is None or not isinstance(config.get("max_position_embeddings"), int):
+        return
+    limit = config["max_position_embeddings"] - POSITION_OFFSET.get(config.get("model_type"), 0)
+    if spec.max_seq_length > limit:
+        raise GlueBenchError(f"max_seq_length {spec.max_seq_length}: {spec.model} takes at most {limit} tokens "
+                             "(its max_position_embeddings)")
+
+
 def check_job(spec: JobSpec, out: Path | None = None) -> None:
     """Every check of a job's inputs that needs no torch; raises the first problem as one line."""
     check_model(spec.model)
+    check_model_limits(spec)
     check_data(spec)
     if out is not None:
         check_output_dir(out)
