@@ -114,7 +114,7 @@ def run_slurm(jobs_dir: Path, options: RunOptions) -> int:
     from glue_bench.run import slurm
 
     opts = slurm.options_for(jobs_dir, options)
-    dry_run, wait = options.dry_run, options.slurm.wait
+    dry_run, wait = options.dry_run, options.wait
     sub = slurm.submit(jobs_dir, opts, only=list(options.only) if options.only else None, dry_run=dry_run)
     if sub.skipped_done or sub.skipped_queued:
         say(f"{len(sub.skipped_done)} done and {len(sub.skipped_queued)} already queued in Slurm: not submitted")

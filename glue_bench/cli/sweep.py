@@ -22,7 +22,7 @@ from glue_bench.cli.output import (
     say,
 )
 from glue_bench.errors import GlueBenchError
-from glue_bench.run.options import RunOptions, SlurmRequest, parse_gpus, parse_list
+from glue_bench.run.options import RunOptions, SlurmOptions, parse_gpus, parse_list
 from glue_bench.tasks import TASKS
 
 
@@ -96,14 +96,13 @@ def run(
     Example: glue-bench run jobs/demo --slots 2;  glue-bench run jobs/houlsby-vs-full --executor slurm --partition gpu --time 08:00:00
     """
     configure_logging()
-    slurm = SlurmRequest(partition=partition, account=account, qos=qos, time=time_limit, nodes=nodes,
+    slurm = SlurmOptions(partition=partition, account=account, qos=qos, time=time_limit, nodes=nodes,
                          cpus_per_task=cpus_per_task, mem=mem, array_parallelism=array_parallelism,
-                         constraint=constraint, sbatch_args=tuple(sbatch_arg or ()), signal_seconds=signal_seconds,
-                         wait=wait)
+                         constraint=constraint, sbatch_args=tuple(sbatch_arg or ()), signal_seconds=signal_seconds)
     options = RunOptions(executor=executor, gpus=parse_gpus(gpus), gpus_per_job=gpus_per_job,
                          procs_per_job=procs_per_job, slots=slots, jobs_per_gpu=jobs_per_gpu, retries=retries,
                          only=parse_list(only), force=force, lease_s=lease_seconds, wandb=wandb, dry_run=dry_run,
-                         slurm=slurm)
+                         slurm=slurm, wait=wait)
     code = run_sweep(jobs_dir, options)
     if code:
         raise typer.Exit(code)

@@ -12,34 +12,39 @@ from glue_bench.results.claims import DEFAULT_LEASE_S
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SlurmRequest:
-    """What a run asks of Slurm, named as sbatch names it (`run --executor slurm`)."""
+class SlurmOptions:
+    """sbatch options, named as Slurm names them (`run --executor slurm`); `gpus_per_job` and `procs_per_job` come
+    from the sweep unless the run overrides them (`slurm.options_for`)."""
 
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
     time: str | None = None
-    """Time limit per job (`HH:MM:SS`, `MM`, ...)."""
+    """Time limit (`HH:MM:SS`, `MM`, ...)."""
+    gpus_per_job: int = 0
+    """GPUs per node for each job."""
     nodes: int = 1
-    """Nodes per job (multi-node data parallel); at least 1."""
     cpus_per_task: int | None = None
-    """CPUs per task; at least 1."""
     mem: str | None = None
     array_parallelism: int | None = None
-    """At most N array tasks at once (`%N`); at least 1."""
+    """The `%N` throttle: at most N array tasks at once."""
     constraint: str | None = None
     sbatch_args: tuple[str, ...] = ()
-    """Extra sbatch options, e.g. `--exclusive`."""
+    """Free-form extra sbatch options, e.g. `--exclusive`."""
+    procs_per_job: int = 1
+    """CPU ranks per node when gpus_per_job is 0."""
     signal_seconds: int = 120
-    """Checkpoint and requeue this long before the time limit; at least 1."""
-    wait: bool = True
-    """Wait for the jobs and show progress."""
+    """Seconds before the time limit at which Slurm signals the job to checkpoint and requeue."""
 
     def __post_init__(self) -> None:
         _at_least("--nodes", self.nodes, 1)
         _at_least("--cpus-per-task", self.cpus_per_task, 1)
         _at_least("--array-parallelism", self.array_parallelism, 1)
         _at_least("--signal-seconds", self.signal_seconds, 1)
+
+    @property
+    def ranks_per_node(self) -> int:
+        return self.gpus_per_job if self.gpus_per_job > 0 else self.procs_per_job
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,8 +75,10 @@ class RunOptions:
     """wandb mode over the sweep's (None: the sweep's)."""
     dry_run: bool = False
     """Say what would run, and how; run nothing."""
-    slurm: SlurmRequest = field(default_factory=SlurmRequest)
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
     """What to ask of Slurm (`executor` slurm)."""
+    wait: bool = True
+    """Slurm: wait for the jobs and show progress."""
 
     def __post_init__(self) -> None:
         choices.check(Executor, self.executor, "--executor")

@@ -17,6 +17,7 @@ the job comes back. A requeued task (also after a node failure) recognises its o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import shlex
 import shutil
@@ -29,39 +30,10 @@ from pathlib import Path
 from glue_bench.errors import GlueBenchError
 from glue_bench.plan.manifest import load_manifest
 from glue_bench.results.job_folder import JobDir, atomic_write_json, atomic_write_text, read_json
-from glue_bench.run.options import RunOptions
+from glue_bench.run.options import RunOptions, SlurmOptions
 from glue_bench.train import rank_arguments
 
 SLURM_DIR = "slurm"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SlurmOptions:
-    """sbatch options, named as Slurm names them."""
-
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    time: str | None = None
-    """Time limit (`HH:MM:SS`, `MM`, ...)."""
-    gpus_per_job: int = 0
-    """GPUs per node for each job."""
-    nodes: int = 1
-    cpus_per_task: int | None = None
-    mem: str | None = None
-    array_parallelism: int | None = None
-    """The `%N` throttle: at most N array tasks at once."""
-    constraint: str | None = None
-    sbatch_args: tuple[str, ...] = ()
-    """Free-form extra sbatch options, e.g. `--exclusive`."""
-    procs_per_job: int = 1
-    """CPU ranks per node when gpus_per_job is 0."""
-    signal_seconds: int = 120
-    """Seconds before the time limit at which Slurm signals the job to checkpoint and requeue."""
-
-    @property
-    def ranks_per_node(self) -> int:
-        return self.gpus_per_job if self.gpus_per_job > 0 else self.procs_per_job
 
 
 def slurm_dir(jobs_dir: Path) -> Path:
@@ -309,10 +281,5 @@ def options_for(jobs_dir: Path, options: RunOptions | None = None) -> SlurmOptio
     options = options or RunOptions(executor="slurm")
     manifest = load_manifest(jobs_dir)
     per_job = manifest.gpus_per_job if options.gpus_per_job is None else options.gpus_per_job
-    asked = options.slurm
-    return SlurmOptions(gpus_per_job=1 if per_job == "auto" else int(per_job),
-                        procs_per_job=options.procs_per_job or manifest.procs_per_job, partition=asked.partition,
-                        account=asked.account, qos=asked.qos, time=asked.time, nodes=asked.nodes,
-                        cpus_per_task=asked.cpus_per_task, mem=asked.mem, array_parallelism=asked.array_parallelism,
-                        constraint=asked.constraint, sbatch_args=asked.sbatch_args,
-                        signal_seconds=asked.signal_seconds)
+    return dataclasses.replace(options.slurm, gpus_per_job=1 if per_job == "auto" else int(per_job),
+                               procs_per_job=options.procs_per_job or manifest.procs_per_job)
