@@ -26,7 +26,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks.loops import VARIANTS, Setup, ensure_environment, glue_bench_loop, matmul_flops, trainer_loop
+from benchmarks.loops import (
+    VARIANTS,
+    Setup,
+    clean_env,
+    ensure_environment,
+    glue_bench_loop,
+    matmul_flops,
+    trainer_loop,
+)
 
 
 def median_of(results: list[dict]) -> dict:
@@ -101,12 +109,6 @@ def library_versions() -> dict[str, str | None]:
         except PackageNotFoundError:
             out[name] = None
     return out
-
-
-def clean_env() -> dict[str, str]:
-    """This environment without the torch.distributed settings `Run` put into it."""
-    return {k: v for k, v in os.environ.items()
-            if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
 
 
 def adapter_trainer(python: str, data: Path, steps: int, warmup: int) -> dict:

@@ -13,15 +13,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.loops import Setup
+from benchmarks.loops import Setup, clean_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def loop_in(tree: Path, task: str, rows: int, steps: int, warmup: int, data: Path, setup: Setup) -> dict:
     """The `loop` suite run from `tree` (its own glue_bench and benchmarks come first on the path)."""
-    from benchmarks.__main__ import clean_env
-
     cmd = [sys.executable, "-m", "benchmarks", "loop", "--loop", "glue-bench", "--task", task, "--rows", str(rows),
            "--steps", str(steps), "--warmup", str(warmup), "--data-dir", str(data), "--model", setup.model,
            "--device", setup.device, "--precision", setup.precision]
