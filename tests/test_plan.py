@@ -267,3 +267,14 @@ def test_a_sequence_length_beyond_the_models_positions_is_refused_by_plan_and_tr
     result = invoke("train", "--model", str(tiny_bert), "--task", "rte", "--data-dir", str(real_glue),
                     "--max-seq-length", "256", "--output-dir", str(tmp_path / "o"))
     assert result.exit_code == 1 and "at most 130 tokens" in result.output and not (tmp_path / "o").exists()
+
+
+def test_a_second_sweep_file_with_the_same_name_does_not_retire_the_firsts_jobs(tmp_path, data_env):
+    for name in ("a.yaml", "b.yaml"):
+        (tmp_path / name).write_text(yaml.safe_dump(sweep()))
+    assert invoke("plan", str(tmp_path / "a.yaml"), "--jobs-dir", str(tmp_path / "jobs")).exit_code == 0
+    before = sorted(p.name for p in (tmp_path / "jobs" / "s").iterdir())
+    result = invoke("plan", str(tmp_path / "b.yaml"), "--jobs-dir", str(tmp_path / "jobs"))
+    assert result.exit_code == 1 and f"was planned from {tmp_path / 'a.yaml'}" in result.output
+    assert sorted(p.name for p in (tmp_path / "jobs" / "s").iterdir()) == before
+    assert invoke("plan", str(tmp_path / "a.yaml"), "--jobs-dir", str(tmp_path / "jobs")).exit_code == 0

@@ -74,6 +74,10 @@ def plan_sweep(sweep: Sweep, jobs_root: Path = Path("jobs"), results_root: Path 
         raise GlueBenchError(f"{TASKS[task].display}: {why} (fix the data, or plan with --skip-missing)")
     specs = [s for s in specs if s.task not in problems]
     jobs_dir = Path(jobs_root) / sweep.name
+    made_by = (read_json(jobs_dir / MANIFEST) or {}).get("sweep_file")
+    if made_by and sweep.source and made_by != sweep.source:  # replanning would retire the other sweep's jobs
+        raise GlueBenchError(f"{jobs_dir} was planned from {made_by}, not {sweep.source}: give this sweep another "
+                             "`name`, or plan it into another --jobs-dir")
     plan = Plan(sweep=sweep, jobs_dir=jobs_dir, results_dir=(Path(results_root) / sweep.name).resolve(), jobs=specs,
                 skipped=problems)
     wanted = {s.job_id for s in specs}
