@@ -123,11 +123,19 @@ def wait_for_checkpoint(root: Path, timeout: float = 300) -> None:
 
 
 def test_scontrol_requeue_resumes_and_equals_a_clean_run(clean_array, tmp_path, tiny_bert, real_glue):
+    from glue_bench.plan.manifest import load_manifest
+    from glue_bench.train.stop import PAUSE_ENVIRONMENT
+
     root = write_sweep(tmp_path, tiny_bert, real_glue)
     glue_bench("plan", "tiny.yaml", cwd=root)
-    glue_bench("run", "jobs/tiny", "--executor", "slurm", "--array-parallelism", "1", "--no-wait", cwd=root)
+    first = load_manifest(root / "jobs" / "tiny").by_size[0]  # the array's task 0
+    # the first job waits after its first `last` checkpoint until a signal comes: the requeue lands mid-job, and
+    # not by a race with a two-epoch job that could finish before Slurm delivers it
+    glue_bench("run", "jobs/tiny", "--executor", "slurm", "--array-parallelism", "1", "--no-wait", cwd=root,
+               env={PAUSE_ENVIRONMENT: first})
     wait_for_checkpoint(root)
     task = f"{submission(root)['array_job_id']}_0"
+    assert submission(root)["jobs"][0] == first
     subprocess.run(["scontrol", "requeue", task], check=True)
     proc = glue_bench("run", "jobs/tiny", "--executor", "slurm", cwd=root, timeout=900)
     assert "already queued in Slurm: not submitted" in proc.stdout

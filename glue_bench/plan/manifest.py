@@ -59,12 +59,10 @@ def missing_data(sweep: Sweep, specs: list[JobSpec]) -> dict[str, str]:
     return problems
 
 
-def plan_sweep(sweep: Sweep, jobs_root: Path = Path("jobs"), results_root: Path = Path("results"),
-               skip_missing: bool = False, dry_run: bool = False, weights_needed: bool = True) -> Plan:
-    """Write (or with `dry_run` only say) the sweep's job specs and manifest, after checking everything the jobs
-    would check when they start. `weights_needed` off: a hub model need not be on this machine (a dry run that
-    only prices the sweep from a known configuration)."""
-    specs = expand_sweep(sweep)
+def check_inputs(sweep: Sweep, specs: list[JobSpec], jobs_dir: Path, skip_missing: bool,
+                 weights_needed: bool) -> dict[str, str]:
+    """What the jobs would find when they start, checked before anything is written: the model and its limits,
+    the data (task -> why it is missing, when `skip_missing` allows that), and the jobs folder's own sweep."""
     check_model(sweep.model, weights_needed)
     if specs:  # the longest sequences the sweep asks for, within the model's limits (one config read)
         check_model_limits(max(specs, key=lambda s: s.max_seq_length))
@@ -72,12 +70,22 @@ def plan_sweep(sweep: Sweep, jobs_root: Path = Path("jobs"), results_root: Path 
     if problems and not skip_missing:
         task, why = next(iter(problems.items()))
         raise GlueBenchError(f"{TASKS[task].display}: {why} (fix the data, or plan with --skip-missing)")
-    specs = [s for s in specs if s.task not in problems]
-    jobs_dir = Path(jobs_root) / sweep.name
     made_by = (read_json(jobs_dir / MANIFEST) or {}).get("sweep_file")
     if made_by and sweep.source and made_by != sweep.source:  # replanning would retire the other sweep's jobs
         raise GlueBenchError(f"{jobs_dir} was planned from {made_by}, not {sweep.source}: give this sweep another "
                              "`name`, or plan it into another --jobs-dir")
+    return problems
+
+
+def plan_sweep(sweep: Sweep, jobs_root: Path = Path("jobs"), results_root: Path = Path("results"),
+               skip_missing: bool = False, dry_run: bool = False, weights_needed: bool = True) -> Plan:
+    """Write (or with `dry_run` only say) the sweep's job specs and manifest, after checking everything the jobs
+    would check when they start. `weights_needed` off: a hub model need not be on this machine (a dry run that
+    only prices the sweep from a known configuration)."""
+    specs = expand_sweep(sweep)
+    jobs_dir = Path(jobs_root) / sweep.name
+    problems = check_inputs(sweep, specs, jobs_dir, skip_missing, weights_needed)
+    specs = [s for s in specs if s.task not in problems]
     plan = Plan(sweep=sweep, jobs_dir=jobs_dir, results_dir=(Path(results_root) / sweep.name).resolve(), jobs=specs,
                 skipped=problems)
     wanted = {s.job_id for s in specs}

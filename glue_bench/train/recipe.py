@@ -92,6 +92,8 @@ class Job:
     best: dict = field(default_factory=lambda: {"score": -math.inf, "epoch": None, "step": None, "dev": None})
     best_tensors: dict = field(default_factory=dict)
     eval_rows: dict[str, list[int]] = field(default_factory=dict)
+    resumed_from: str | None = None
+    """The `last` checkpoint this process resumed from (None: it started the job fresh)."""
 
     @property
     def module(self):
@@ -199,6 +201,7 @@ def resume(job: Job) -> None:
     best_ckpt = ckpt.latest_checkpoint(job.out.checkpoints_dir, "best")
     if best_ckpt is not None:
         job.best_tensors = ckpt.read_checkpoint(best_ckpt)[0]
+    job.resumed_from = last.name
     log.info("resumed from %s at epoch %d, step %d", last.name, job.epoch, job.global_step)
     stop.crash_point("after-resume")
     job.history.write({"event": "resume", "step": job.global_step, "epoch": job.epoch, "checkpoint": last.name,
@@ -277,6 +280,7 @@ def fit(job: Job) -> None:
             job.epoch, job.step_in_epoch = job.epoch + 1, 0
             save_last(job)
             stop.crash_point("after-last")
+            stop.pause_for_a_signal(spec.job_id, job.resumed_from is None)
             if job.epoch < spec.epochs and run.should_stop():
                 raise Interrupted()
     except Interrupted:

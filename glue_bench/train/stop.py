@@ -28,6 +28,21 @@ CRASH_ENVIRONMENT = "GLUE_BENCH_CRASH_AT"
 CRASH_POINTS = ("between-best-and-last", "after-last", "checkpoint-write", "finish", "after-resume")
 
 
+PAUSE_ENVIRONMENT = "GLUE_BENCH_PAUSE_AFTER_LAST"
+"""A job id: that job, when it started fresh, waits after its first `last` checkpoint until a stop signal comes. A
+hook that only tests set, so that a signal (Slurm's requeue, a preemption) lands mid-job at a known point."""
+
+
+def pause_for_a_signal(job_id: str, fresh_start: bool) -> None:
+    """The `GLUE_BENCH_PAUSE_AFTER_LAST` hook (a no-op otherwise): wait here until a stop signal is requested."""
+    import os
+    import time
+
+    if fresh_start and os.environ.get(PAUSE_ENVIRONMENT) == job_id:
+        while not requested:
+            time.sleep(0.05)
+
+
 def crash_point(name: str) -> None:
     """SIGKILL this process here when GLUE_BENCH_CRASH_AT names this point (tests of what a crash at a named
     moment leaves behind; a no-op otherwise)."""
