@@ -157,11 +157,11 @@ class JobSpec:
                 raise bad(name, f"{self.method} needs {name}")
         for name in ("bottleneck", "rank"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
+            if value is not None and value < 1:
                 raise bad(name, "must be a positive integer")
-        if self.alpha is not None and (not isinstance(self.alpha, int | float) or not self.alpha > 0):
+        if self.alpha is not None and not self.alpha > 0:
             raise bad("alpha", "must be a positive number")
-        if not isinstance(self.lora_dropout, int | float) or not 0 <= self.lora_dropout < 1:
+        if not 0 <= self.lora_dropout < 1:
             raise bad("lora_dropout", "must be in [0, 1)")
         if self.target_modules is not None and not self.target_modules.strip(" ,"):
             raise bad("target_modules", "give a preset (qv, qkv, attention, all) or comma-separated module names")
@@ -169,16 +169,16 @@ class JobSpec:
             raise bad("zero_stage", "choose 0, 1 or 2")
         for name in ("learning_rate", "adapter_init_std", "max_grad_norm"):
             value = getattr(self, name)
-            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            if not math.isfinite(value) or value <= 0:
                 raise bad(name, "must be a positive number")
         for name in ("batch_size", "epochs", "max_seq_length", "num_procs", "log_every_steps"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+            if getattr(self, name) < 1:
                 raise bad(name, "must be a positive integer")
         for name in ("max_train_samples", "max_eval_samples", "eval_every_steps", "micro_batch_size"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
+            if value is not None and value < 1:
                 raise bad(name, "must be a positive integer or null")
-        if not isinstance(self.num_gpus, int) or self.num_gpus < 0:
+        if self.num_gpus < 0:
             raise bad("num_gpus", "must be 0 (CPU) or a positive integer")
         if not 0 <= self.weight_decay:
             raise bad("weight_decay", "must be >= 0")
@@ -320,9 +320,9 @@ def field_kind(name: str) -> type | None:
 
 
 FIELD_KINDS: dict[str, type | None] = {name: field_kind(name) for name in FIELDS}
+"""Field -> its scalar type (see `field_kind`), worked out once: every spec checks its values against it."""
 FIELD_OPTIONAL: dict[str, bool] = {name: type(None) in typing.get_args(FIELD_TYPES[name]) for name in FIELDS}
 """Field -> whether it may be null (its type admits None)."""
-"""Field -> its scalar type (see `field_kind`), worked out once: every spec checks its values against it."""
 
 
 def field_docs() -> dict[str, str]:

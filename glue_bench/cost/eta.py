@@ -95,8 +95,7 @@ def remaining_seconds(estimate: JobEstimate, progress: dict, train_correction: f
     """What is left of a running job: its training steps not yet done (scaled by the training correction), and
     its evaluations not yet done, the final dev and test prediction and the saving (scaled by the correction of
     the other phases); its start-up is behind it."""
-    epoch = progress.get("epoch")
-    done = min(1.0, float(epoch) / estimate.epochs) if isinstance(epoch, int | float) and estimate.epochs else 0.0
+    done = share_done(progress, estimate.epochs)
     # one dev pass per epoch is behind it with each epoch; the final dev and test prediction are all ahead
     evals_left = estimate.eval_seconds * (1.0 - done * estimate.epochs / (estimate.epochs + 1))
     return estimate.train_seconds * (1.0 - done) * train_correction + evals_left * rest_correction

@@ -159,11 +159,15 @@ class SweepEstimate:
 
     target: Target
     tasks: dict[str, TaskCost] = field(default_factory=dict)
-    job_seconds: dict[str, float] = field(default_factory=dict)
     prices: dict[str, JobPrice] = field(default_factory=dict)
     """Job id -> its price, with the phases apart."""
     sources: dict[str, str] = field(default_factory=dict)
     """Method family -> the calibration used, or the fallback and how to measure one."""
+
+    @property
+    def job_seconds(self) -> dict[str, float]:
+        """Job id -> its device seconds."""
+        return {job_id: price.seconds for job_id, price in self.prices.items()}
 
     @property
     def total(self) -> TaskCost:
@@ -171,7 +175,6 @@ class SweepEstimate:
 
     def add(self, task: str, job_id: str, price: JobPrice, method: str) -> None:
         self.tasks[task] = self.tasks.get(task, TaskCost()) + TaskCost.of(price)
-        self.job_seconds[job_id] = price.seconds
         self.prices[job_id] = price
         self.sources.setdefault(method, price.source)
 

@@ -251,10 +251,11 @@ def fit(job: Job) -> None:
     job.module.train()
     loss_sum = torch.zeros((), device=run.device)
     examples_since_log, t_log = 0, time.time()
+    smallest = spec.smallest_batch(run.world)  # a smaller last batch of an epoch is skipped
     try:
         while job.epoch < spec.epochs:
             batches = [b for b in train_batches(job.train.lengths, spec.batch_size, spec.seed, job.epoch,
-                                                spec.group_by_length) if len(b) >= spec.smallest_batch(run.world)]
+                                                spec.group_by_length) if len(b) >= smallest]
             while job.step_in_epoch < len(batches):
                 step_loss, step_examples = train_step(engine, job.train, batches[job.step_in_epoch], run, job.accum,
                                                       job.collator)

@@ -7,7 +7,9 @@ Installed at the very start of a rank process (before torch loads), so a signal 
 
 from __future__ import annotations
 
+import os
 import signal
+import time
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 requested = False
@@ -35,9 +37,6 @@ hook that only tests set, so that a signal (Slurm's requeue, a preemption) lands
 
 def pause_for_a_signal(job_id: str, fresh_start: bool) -> None:
     """The `GLUE_BENCH_PAUSE_AFTER_LAST` hook (a no-op otherwise): wait here until a stop signal is requested."""
-    import os
-    import time
-
     if fresh_start and os.environ.get(PAUSE_ENVIRONMENT) == job_id:
         while not requested:
             time.sleep(0.05)
@@ -46,7 +45,5 @@ def pause_for_a_signal(job_id: str, fresh_start: bool) -> None:
 def crash_point(name: str) -> None:
     """SIGKILL this process here when GLUE_BENCH_CRASH_AT names this point (tests of what a crash at a named
     moment leaves behind; a no-op otherwise)."""
-    import os
-
     if os.environ.get(CRASH_ENVIRONMENT) == name:
         os.kill(os.getpid(), signal.SIGKILL)
