@@ -18,6 +18,9 @@ Device = Literal["cpu", "cuda"]
 Executor = Literal["local", "slurm"]
 WnliPolicy = Literal["model", "majority"]
 Selection = Literal["best-dev"]
+Prune = Literal["none", "asha"]
+Protocol = Literal["best-epoch", "last-epoch", "held-out"]
+Aggregate = Literal["mean", "median"]
 
 
 def values(choice: typing.Any) -> tuple[str, ...]:

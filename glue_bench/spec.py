@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from glue_bench import choices
-from glue_bench.choices import Method, NonLinearity, Precision, WandbMode
+from glue_bench.choices import Method, NonLinearity, Precision, Prune, WandbMode
 from glue_bench.errors import GlueBenchError, SpecFieldError
 from glue_bench.method_config import FAMILIES, METHOD_PARAMS, id_part
 from glue_bench.model_source import model_identity
@@ -90,6 +90,9 @@ class JobSpec:
     """Random training subset size (None: all)."""
     max_eval_samples: int | None = None
     """Random dev subset size per dev split (None: all). Test splits are always predicted whole."""
+    heldout_train_rows: int | None = None
+    """Training rows held out as the choosing set of the `held-out` report protocol (the papers hold out 1,000 for
+    MNLI, QQP and QNLI): never trained on, scored at every evaluation (None: none held out)."""
     predict_test: bool = True
     """Predict the test splits (and AX for MNLI) with the best dev weights."""
     group_by_length: bool = True
@@ -110,6 +113,13 @@ class JobSpec:
     """Steps between history records."""
     keep_checkpoints: bool = _field(False, in_id=False)
     """Keep the resumable `last` checkpoint after the job is done."""
+    prune: Prune = _field("none", in_id=False)
+    """`asha`: stop the job at a rung when its dev score is not in the top 1/`prune_reduction` of the scores its
+    group (same task and method configuration) has reached there so far (docs/pruning.md); `none`: run it out."""
+    prune_reduction: int = _field(3, in_id=False)
+    """ASHA's reduction factor: the share of jobs that go on from a rung is 1/this."""
+    prune_min_epochs: int = _field(1, in_id=False)
+    """ASHA's first rung, in epochs; the later rungs are this x reduction^k (each before the last epoch)."""
     tags: tuple[str, ...] = _field(default_factory=tuple, in_id=False, grid=False, cli=False)
     """Free-form labels (not part of the id)."""
     wandb: WandbMode = _field("auto", in_id=False, grid=False)
@@ -144,7 +154,7 @@ class JobSpec:
         if not self.model:
             raise bad("model", "give a hub id or a model folder")
         for name, choice in (("method", Method), ("non_linearity", NonLinearity), ("wandb", WandbMode),
-                             ("precision", Precision)):
+                             ("precision", Precision), ("prune", Prune)):
             if getattr(self, name) not in choices.values(choice):
                 raise bad(name, f"choose one of {', '.join(choices.values(choice))}")
         family = FAMILIES[self.method]
@@ -171,10 +181,11 @@ class JobSpec:
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise bad(name, "must be a positive number")
-        for name in ("batch_size", "epochs", "max_seq_length", "num_procs", "log_every_steps"):
+        for name in ("batch_size", "epochs", "max_seq_length", "num_procs", "log_every_steps", "prune_min_epochs"):
             if getattr(self, name) < 1:
                 raise bad(name, "must be a positive integer")
-        for name in ("max_train_samples", "max_eval_samples", "eval_every_steps", "micro_batch_size"):
+        for name in ("max_train_samples", "max_eval_samples", "eval_every_steps", "micro_batch_size",
+                     "heldout_train_rows"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise bad(name, "must be a positive integer or null")
@@ -184,6 +195,11 @@ class JobSpec:
             raise bad("weight_decay", "must be >= 0")
         if not 0 <= self.warmup_ratio < 1:
             raise bad("warmup_ratio", "must be in [0, 1)")
+        if self.prune_reduction < 2:
+            raise bad("prune_reduction", "must be an integer of 2 or more")
+        if self.heldout_train_rows is not None and self.max_train_samples is not None \
+                and self.heldout_train_rows >= self.max_train_samples:
+            raise bad("heldout_train_rows", f"must be fewer than max_train_samples ({self.max_train_samples})")
 
     @property
     def world_size(self) -> int:

@@ -21,6 +21,7 @@ from glue_bench.report.aggregate import (
     select,
 )
 from glue_bench.report.collect import JobRecord, collect
+from glue_bench.results import schemas
 from glue_bench.tasks import TASKS
 
 
@@ -121,7 +122,7 @@ def test_report_json_schema_fields():
     rows = build_rows(full_result_set())
     data = report_data("s", rows, full_result_set())
     row = data["rows"][0]
-    assert data["schema_version"] == 2 and data["columns"][0] == "CoLA"
+    assert data["schema_version"] == schemas.REPORT == 3 and data["columns"][0] == "CoLA"
     assert set(row) >= {"label", "kind", "cells", "task_scores", "glue_score", "paper_total", "trainable",
                         "trainable_percent", "delta_vs_full", "missing_tasks", "selection"}
     assert row["glue_score"] == pytest.approx(76.3889, abs=1e-4)

@@ -141,6 +141,8 @@ def print_report(report, show_selection: bool) -> None:
     from glue_bench.report import render
 
     width = console.width
+    if report.analysis is not None:
+        say(render.protocol_line(report.analysis))
     for table in render.report_tables(report.rows, report.title, width):
         console.print(table)
     if report.budgets and any(c.choices for c in report.budgets):
@@ -154,6 +156,20 @@ def print_report(report, show_selection: bool) -> None:
         names, columns = render.comparison_columns(reference, comparisons)
         for table in render.rich_tables(f"beside {reference.name}", ("metric", names), columns, width):
             console.print(table)
+    if report.analysis is not None:
+        from rich.table import Table
+
+        for title, (headers, body), note in render.analysis_sections(report.rows, report.analysis):
+            if body and title not in ("Intervals", "Device-hours"):  # those two are in the files
+                keep = [i for i, h in enumerate(headers) if h not in render.TERMINAL_DROPS.get(title, ())]
+                table = Table(title=title, title_justify="left")
+                for i in keep:
+                    table.add_column(headers[i], overflow="fold")
+                for line in body:
+                    table.add_row(*(line[i] for i in keep))
+                console.print(table)
+            elif not body and note:
+                say(f"{title}: {note}")
     for row in report.rows:
         if row.kind == "method" and row.missing_tasks:
             say(f"{row.label}: no results for {', '.join(TASKS[t].display for t in row.missing_tasks)}")

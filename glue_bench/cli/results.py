@@ -23,17 +23,28 @@ def report(
         help="budgets of trainable parameters, % of the base model (default 0.1,0.5,1,3,100)")] = None,
     reference: Annotated[Optional[str], typer.Option(
         help="a published table to show beside your rows (glue-bench references lists them)")] = None,
+    protocol: Annotated[str, typer.Option(
+        help="best-epoch | last-epoch | held-out: which evaluation chooses and which is reported")] = "best-epoch",
+    aggregate: Annotated[str, typer.Option(help="mean | median over seeds")] = "mean",
+    replay_pruning: Annotated[bool, typer.Option(
+        help="replay ASHA on the recorded curves: device-hours saved, selections changed (pruning.json)")] = False,
+    prune_reduction: Annotated[int, typer.Option(help="the replay's reduction factor")] = 3,
+    prune_min_epochs: Annotated[int, typer.Option(help="the replay's first rung, in epochs")] = 1,
+    resamples: Annotated[int, typer.Option(help="bootstrap resamples of the per-example tests")] = 1000,
 ):
-    """The GLUE table of a sweep: terminal, Markdown, CSV, LaTeX, JSON and plots, an equal-budget table, and
-    optionally the published numbers beside yours.
+    """The GLUE table of a sweep under a protocol, with intervals over seeds, tested differences, a ranking, tuning
+    cost and device-hours: terminal, Markdown, CSV, LaTeX, JSON and plots, an equal-budget table, optionally the
+    published numbers beside yours and a replay of ASHA on the sweep.
 
-    Example: glue-bench report results/demo --reference adapterhub-2020
+    Example: glue-bench report results/demo --protocol best-epoch --aggregate median --replay-pruning
     """
     from glue_bench.report.budgets import parse_budgets
-    from glue_bench.report.publish import write_report
+    from glue_bench.report.publish import ReportOptions, write_report
 
     chosen = parse_budgets(budgets) if budgets is not None else None
-    print_report(write_report(results_dir, out_dir, wandb, chosen, reference), show_selection)
+    options = ReportOptions(protocol=protocol, aggregate=aggregate, replay_pruning=replay_pruning,
+                            prune_reduction=prune_reduction, prune_min_epochs=prune_min_epochs, resamples=resamples)
+    print_report(write_report(results_dir, out_dir, wandb, chosen, reference, options), show_selection)
 
 
 def references():

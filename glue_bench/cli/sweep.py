@@ -78,6 +78,8 @@ def run(
     lease_seconds: Annotated[float, typer.Option(help="claim lease; a dead runner's jobs free up after it")] = 120.0,
     wandb: Annotated[Optional[str], typer.Option(help="auto | online | offline | disabled (overrides the sweep)")] = None,
     dry_run: Annotated[bool, typer.Option(help="say what would run, how many jobs, and how")] = False,
+    prune: Annotated[Optional[str], typer.Option(
+        help="asha: stop jobs that fall behind their group at a rung; none: run all out (overrides the sweep)")] = None,
     partition: Annotated[Optional[str], typer.Option(help="slurm: partition")] = None,
     account: Annotated[Optional[str], typer.Option(help="slurm: account")] = None,
     qos: Annotated[Optional[str], typer.Option(help="slurm: quality of service")] = None,
@@ -102,7 +104,7 @@ def run(
     options = RunOptions(executor=executor, gpus=parse_gpus(gpus), gpus_per_job=gpus_per_job,
                          procs_per_job=procs_per_job, slots=slots, jobs_per_gpu=jobs_per_gpu, retries=retries,
                          only=parse_list(only), force=force, lease_s=lease_seconds, wandb=wandb, dry_run=dry_run,
-                         slurm=slurm, wait=wait)
+                         slurm=slurm, wait=wait, prune=prune)
     code = run_sweep(jobs_dir, options)
     if code:
         raise typer.Exit(code)

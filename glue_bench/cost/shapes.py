@@ -25,7 +25,8 @@ NOT_STRUCTURAL = frozenset({
     "weight_decay", "max_grad_norm", "seed", "data_seed", "max_train_samples", "max_eval_samples", "predict_test",
     "group_by_length", "eval_every_steps", "precision", "zero_stage", "num_gpus", "num_procs", "micro_batch_size",
     "log_every_steps", "keep_checkpoints", "tags", "wandb", "wandb_project", "wandb_entity", "wandb_group",
-    "adapter_init_std", "non_linearity", "lora_dropout", "alpha"})
+    "adapter_init_std", "non_linearity", "lora_dropout", "alpha", "heldout_train_rows", "prune", "prune_reduction",
+    "prune_min_epochs"})
 
 
 def structure_key(spec: JobSpec) -> str:

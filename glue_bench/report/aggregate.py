@@ -2,9 +2,11 @@
 
 Selection follows Houlsby et al.: per task and method configuration (a family with its structural parameters:
 full, houlsby m=8, lora r=8 a=16, ...; see `method_config`), the setting (learning rate, epochs, other
-hyperparameters) with the best mean dev task score over its seeds; ties go to more seeds, then the smaller
-learning rate, then fewer epochs. A cell is mean +- std (sample std, ddof=1; 0
-for one seed) over the chosen setting's seeds, in percent.
+hyperparameters) with the best mean (or, `--aggregate median`, median) dev task score over its seeds; ties go
+to more seeds, then the smaller learning rate, then fewer epochs. A cell is the mean (or median) +- std (sample
+std, ddof=1; 0 for one seed) over the chosen setting's seeds, in percent, and each task score has a 95% bootstrap
+interval over those seeds (`report.stats.seed_interval`). Which evaluation of a job chooses and which is
+reported is the protocol's (`report.protocols`); jobs that ASHA pruned are kept out of selection.
 """
 
 from __future__ import annotations
@@ -42,11 +44,20 @@ MAJORITY = "majority class"
 
 @dataclass(frozen=True, slots=True)
 class Cell:
-    """mean +- std over seeds, in percent, and the number of seeds."""
+    """One metric over the seeds of a selected setting, in percent."""
 
     mean: float
     std: float
     n: int
+    median: float | None = None
+    """The median over seeds (None: as `mean`)."""
+    aggregate: str = "mean"
+    """What the table shows: `mean` or `median`."""
+
+    @property
+    def shown(self) -> float:
+        """The value the table shows (the mean, or the median under `--aggregate median`)."""
+        return self.median if self.aggregate == "median" and self.median is not None else self.mean
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +70,7 @@ class Selection:
     epochs: int
     setting: str
     mean_score: float
+    """The choosing score over seeds (the mean, or the median under `--aggregate median`)."""
     records: tuple[JobRecord, ...]
     method: MethodConfig
 
@@ -91,6 +103,10 @@ class Row:
     trainable: dict[str, int] = field(default_factory=dict)
     trainable_percent: dict[str, float] = field(default_factory=dict)
     delta_vs_full: float | None = None
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Per task, the 95% bootstrap interval of the task score over the selected setting's seeds (2+ seeds)."""
+    seed_scores: dict[str, dict[int, float]] = field(default_factory=dict)
+    """Per task, the reported task score of each seed of the selected setting (percent)."""
 
     @property
     def glue_score(self) -> float | None:
@@ -100,7 +116,7 @@ class Row:
     @property
     def paper_total(self) -> float | None:
         """Houlsby et al.'s Total (None unless all nine columns exist)."""
-        return paper_total({c: cell.mean for c, cell in self.cells.items()})
+        return paper_total({c: cell.shown for c, cell in self.cells.items()})
 
     @property
     def missing_tasks(self) -> list[str]:
@@ -118,15 +134,30 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def select(records: list[JobRecord]) -> list[Selection]:
-    """Per (task, configuration), the setting with the best mean dev task score over seeds."""
+def center(values, aggregate: str = "mean") -> float:
+    """The mean or the median of `values`."""
+    values = list(values)
+    return statistics.median(values) if aggregate == "median" else statistics.fmean(values)
+
+
+def selectable(records: list[JobRecord]) -> list[JobRecord]:
+    """Done jobs with a score that ASHA did not prune."""
+    return [r for r in records if r.done and r.task_score is not None and not r.pruned]
+
+
+def settings(records: list[JobRecord]) -> dict[tuple, list[JobRecord]]:
+    """The selectable jobs grouped by (task, configuration, learning rate, epochs, setting): a setting's seeds."""
     groups: dict[tuple, list[JobRecord]] = {}
-    for r in records:
-        if r.done and r.task_score is not None:
-            groups.setdefault((r.task, r.config, r.learning_rate, r.epochs, r.setting), []).append(r)
+    for r in selectable(records):
+        groups.setdefault((r.task, r.config, r.learning_rate, r.epochs, r.setting), []).append(r)
+    return groups
+
+
+def select(records: list[JobRecord], aggregate: str = "mean") -> list[Selection]:
+    """Per (task, configuration), the setting with the best mean (or median) dev task score over seeds."""
     best: dict[tuple[str, str], Selection] = {}
-    for (task, config, lr, epochs, setting), group in groups.items():
-        candidate = Selection(task, config, lr, epochs, setting, statistics.fmean(r.task_score for r in group),
+    for (task, config, lr, epochs, setting), group in settings(records).items():
+        candidate = Selection(task, config, lr, epochs, setting, center((r.task_score for r in group), aggregate),
                               tuple(sorted(group, key=lambda r: r.seed)), group[0].method_config)
         current = best.get((task, config))
         if current is None or _rank(candidate) > _rank(current):
@@ -138,28 +169,36 @@ def _rank(s: Selection) -> tuple:
     return (s.mean_score, len(s.records), -s.learning_rate, -s.epochs)
 
 
-def _fill(row: Row, selection: Selection) -> None:
-    row.selections[selection.task] = selection
-    row.task_scores[selection.task] = 100 * selection.mean_score
-    for column, task, split, metric in COLUMNS:
-        if task == selection.task:
+def _fill(row: Row, selection: Selection, aggregate: str = "mean") -> None:
+    from glue_bench.report.stats import seed_interval
+
+    task = selection.task
+    row.selections[task] = selection
+    scores = {r.seed: 100 * r.score for r in selection.records}
+    row.seed_scores[task] = scores
+    row.task_scores[task] = center(scores.values(), aggregate)
+    interval = seed_interval(list(scores.values()))
+    if interval is not None:
+        row.intervals[task] = interval
+    for column, t, split, metric in COLUMNS:
+        if t == task:
             values = [100 * r.dev[split][metric] for r in selection.records]
-            row.cells[column] = Cell(*mean_std(values), len(values))
+            row.cells[column] = Cell(*mean_std(values), len(values), statistics.median(values), aggregate)
     first = selection.records[0]
     if first.trainable is not None and first.base_model:
         row.trainable[selection.task] = first.trainable
         row.trainable_percent[selection.task] = 100 * first.trainable / first.base_model
 
 
-def build_rows(records: list[JobRecord]) -> list[Row]:
+def build_rows(records: list[JobRecord], aggregate: str = "mean") -> list[Row]:
     """The table's rows: each configuration (families in `FAMILIES` order, then by size), a "best size per
     task" row for each family swept at several sizes (`houlsby (best m per task)`, `lora (best r per task)`),
-    and the majority-class baseline."""
-    selections = select(records)
+    and the majority-class baseline. `records` are scored by a protocol already (`report.protocols.apply`)."""
+    selections = select(records, aggregate)
     rows: dict[MethodConfig, Row] = {}
     for s in selections:
         rows.setdefault(s.method, Row(label=s.config, kind="method", method=s.method, family=s.method.family))
-        _fill(rows[s.method], s)
+        _fill(rows[s.method], s, aggregate)
     ordered = [rows[c] for c in sorted(rows, key=lambda c: c.order)]
     groups: dict[tuple, list[Selection]] = {}
     for s in selections:
@@ -172,7 +211,7 @@ def build_rows(records: list[JobRecord]) -> list[Row]:
         for task in GLUE_TASKS:
             options = [s for s in group if s.task == task]
             if options:  # the best configuration on dev; ties go to the smaller size
-                _fill(best, max(options, key=lambda s: (s.mean_score, -s.method.size)))
+                _fill(best, max(options, key=lambda s: (s.mean_score, -s.method.size)), aggregate)
         at = max(i for i, row in enumerate(ordered) if row.method is not None
                  and row.method.size_group == group[0].method.size_group)
         ordered.insert(at + 1, best)
@@ -235,7 +274,11 @@ def report_data(name: str, rows: list[Row], records: list[JobRecord], planned: l
             "label": row.label,
             "kind": row.kind,
             "method": row.method.to_dict() if row.method else None,
-            "cells": {c: {"mean": num(cell.mean), "std": num(cell.std), "n": cell.n} for c, cell in row.cells.items()},
+            "cells": {c: {"value": num(cell.shown), "mean": num(cell.mean), "median": num(cell.median),
+                          "std": num(cell.std), "n": cell.n} for c, cell in row.cells.items()},
+            "intervals": {t: [num(lo), num(hi)] for t, (lo, hi) in row.intervals.items()},
+            "seed_scores": {t: {str(seed): num(v) for seed, v in scores.items()}
+                            for t, scores in row.seed_scores.items()},
             "task_scores": {t: num(v) for t, v in row.task_scores.items()},
             "glue_score": num(row.glue_score),
             "paper_total": num(row.paper_total),

@@ -4,7 +4,7 @@ A configuration's budget parameters are its trainable parameters without the tas
 trains a head of the same size; Hu et al. count it out too), as a percentage of the base model. Within a
 budget, per task, the configuration with the best selected dev score wins (the same selection as the rest
 of the report); ties go to fewer parameters. A column's GLUE score needs all nine tasks; its mean is over
-the tasks it has.
+the tasks every column has (`shared_tasks`), and says how many.
 """
 
 from __future__ import annotations
@@ -63,7 +63,20 @@ class BudgetColumn:
 
     @property
     def mean(self) -> float | None:
+        """The mean over the tasks this column has (`mean_over` for a mean comparable across columns)."""
         return statistics.fmean(c.score for c in self.choices.values()) if self.choices else None
+
+    def mean_over(self, tasks: list[str]) -> float | None:
+        """The mean over `tasks` (None if the column lacks one of them, or `tasks` is empty)."""
+        if not tasks or not all(t in self.choices for t in tasks):
+            return None
+        return statistics.fmean(self.choices[t].score for t in tasks)
+
+
+def shared_tasks(columns: list[BudgetColumn]) -> list[str]:
+    """The tasks every column has a choice for: the tasks a row's mean may average."""
+    filled = [c for c in columns if c.choices]  # a budget nothing fits says "-" and does not empty the mean
+    return [t for t in GLUE_TASKS if filled and all(t in c.choices for c in filled)]
 
 
 def budget_table(selections: list[Selection], budgets: tuple[float, ...] = DEFAULT_BUDGETS) -> list[BudgetColumn]:
@@ -91,6 +104,8 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
 
 def budget_data(columns: list[BudgetColumn]) -> list[dict]:
     """The budget table as plain data (report.json's `budgets`)."""
-    return [{"budget_percent": c.budget, "glue_score": c.glue_score, "mean": c.mean,
+    shared = shared_tasks(columns)
+    return [{"budget_percent": c.budget, "glue_score": c.glue_score, "mean": c.mean_over(shared),
+             "mean_tasks": shared,
              "tasks": {t: {"config": ch.config, "score": round(ch.score, 4), "percent": round(ch.percent, 4)}
                        for t, ch in c.choices.items()}} for c in columns]

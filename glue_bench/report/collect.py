@@ -53,6 +53,27 @@ class JobRecord:
     """The family and its structural parameters (None: built from `method` and `bottleneck`)."""
     head: int | None = None
     """Parameters of the task head (outside the base encoder), counted before the method."""
+    best_step: int | None = None
+    """The optimizer step of the best dev evaluation (its weights made the dev predictions file)."""
+    evaluations: tuple[dict, ...] = ()
+    """Every dev evaluation of the job, from history.jsonl (`JobDir.evaluations`), by step."""
+    pruned: dict | None = None
+    """Where ASHA stopped the job (metrics.json `pruned`); a pruned job is kept out of selection."""
+    wall_seconds: float | None = None
+    """The job's wall-clock seconds (its last process: metrics.json `wall_seconds`)."""
+    world_size: int = 1
+    """Devices (GPUs, or CPU processes) the job ran on."""
+    reported_score: float | None = None
+    """The task score a protocol reports (`report.protocols`; None: `task_score`, which also chooses)."""
+    chosen_step: int | None = None
+    """The step of the evaluation a protocol scored (None: `best_step`)."""
+    example_half: str | None = None
+    """The half of dev the protocol reports on (`b` under `held-out`; None: all of dev)."""
+
+    @property
+    def score(self) -> float | None:
+        """The task score the report shows for this job under its protocol."""
+        return self.task_score if self.reported_score is None else self.reported_score
 
     def __post_init__(self) -> None:
         if self.method_config is None:
@@ -116,11 +137,35 @@ def _record(job: JobDir, spec: JobSpec) -> JobRecord:
     return JobRecord(**common, dev=metrics["dev"], task_score=metrics["task_score"],
                      trainable=params.get("trainable"), base_model=params.get("base_model"), head=head,
                      predictions=metrics["predictions"],
-                     train_label_distribution=metrics.get("train_label_distribution", {}))
+                     train_label_distribution=metrics.get("train_label_distribution", {}),
+                     best_step=metrics.get("best_step"), evaluations=tuple(job.evaluations()),
+                     pruned=metrics.get("pruned"), wall_seconds=metrics.get("wall_seconds"),
+                     world_size=int((metrics.get("distributed") or {}).get("world_size") or 1))
 
 
 def read_dev_labels(record: JobRecord, split: str) -> list[float]:
     """Dev labels from a job's dev predictions file (third column)."""
+    return [row[2] for row in _dev_rows(record, split)]
+
+
+def _dev_rows(record: JobRecord, split: str) -> list[tuple[float, ...]]:
     path = JobDir(record.path).prediction_path(split)
     lines = path.read_text().splitlines()[1:]
-    return [float(line.split("\t")[2]) for line in lines if line.strip()]
+    return [tuple(float(v) for v in line.split("\t")) for line in lines if line.strip()]
+
+
+def read_dev_predictions(record: JobRecord, split: str, step: int | None):
+    """(predictions, labels) of one dev split, in idx order, as numpy arrays: those of the evaluation at `step`
+    (kept by every job since evaluations kept their predictions), or the dev predictions file when `step` is the
+    best step; None when neither is there."""
+    import numpy as np
+
+    rows = _dev_rows(record, split)
+    labels = np.array([r[2] for r in rows])
+    if step is None or step == record.best_step:
+        return np.array([r[1] for r in rows]), labels
+    path = JobDir(record.path).eval_prediction_path(split, step)
+    if not path.is_file():
+        return None
+    predictions = np.load(path)
+    return (predictions, labels) if len(predictions) == len(labels) else None

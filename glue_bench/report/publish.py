@@ -6,13 +6,15 @@ the CLI prints it. No torch.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from glue_bench import choices
-from glue_bench.choices import Selection, WandbMode, WnliPolicy
+from glue_bench.choices import Aggregate, Protocol, Selection, WandbMode, WnliPolicy
 from glue_bench.errors import GlueBenchError
+from glue_bench.pruning import DEFAULT_MIN_EPOCHS, DEFAULT_REDUCTION
 from glue_bench.report import render
 from glue_bench.report.aggregate import Row, build_rows, choose_for_submission, missing_jobs, report_data
 from glue_bench.report.collect import JobRecord, collect
@@ -36,16 +38,107 @@ class Report:
     """`budgets.BudgetColumn`s of the equal-budget table."""
     reference: tuple | None = None
     """(`references.Reference`, its `Comparison`s) with `--reference`."""
+    analysis: Analysis | None = None
+    """Comparisons, ranking, tuning cost and the pruning replay."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportOptions:
+    """How `glue-bench report` scores and analyses a sweep (each field is its flag of the same name)."""
+
+    protocol: Protocol = "best-epoch"
+    """Which evaluation of a job chooses and which is reported (`report.protocols`)."""
+    aggregate: Aggregate = "mean"
+    """Over seeds: `mean` or `median`."""
+    replay_pruning: bool = False
+    """Replay ASHA on the recorded curves and write pruning.json."""
+    prune_reduction: int = DEFAULT_REDUCTION
+    """The replay's reduction factor."""
+    prune_min_epochs: int = DEFAULT_MIN_EPOCHS
+    """The replay's first rung, in epochs."""
+    resamples: int = 1000
+    """Bootstrap resamples of the per-example tests."""
+
+    def __post_init__(self) -> None:
+        choices.check(Protocol, self.protocol, "--protocol")
+        choices.check(Aggregate, self.aggregate, "--aggregate")
+        if self.prune_reduction < 2:
+            raise GlueBenchError(f"--prune-reduction {self.prune_reduction}: must be 2 or more")
+        if self.prune_min_epochs < 1:
+            raise GlueBenchError(f"--prune-min-epochs {self.prune_min_epochs}: must be 1 or more")
+        if self.resamples < 100:
+            raise GlueBenchError(f"--resamples {self.resamples}: use 100 or more")
+
+
+@dataclass
+class Analysis:
+    """What the report says beyond the table."""
+
+    options: ReportOptions
+    left_out: list[str]
+    """Done jobs the protocol could not score (they did not record what it needs)."""
+    comparisons: list
+    """`significance.Comparison`s."""
+    ranking: object | None
+    """`stats.Ranking` of the method rows over the tasks (None: too few rows or tasks)."""
+    seeds_note: str
+    curves: list
+    """`tuning.Curve`s: expected validation performance per task and configuration."""
+    device_hours: dict[str, dict[str, float]]
+    pruning: list | None = None
+    """`replay.GroupSaving`s with `--replay-pruning`."""
+
+
+def analyse(records: list[JobRecord], rows: list[Row], options: ReportOptions, left_out: list[str]) -> Analysis:
+    from glue_bench.report import significance, tuning
+    from glue_bench.report.replay import replay
+
+    pruning = replay(records, options.prune_reduction, options.prune_min_epochs, options.aggregate) \
+        if options.replay_pruning else None
+    return Analysis(options, left_out, significance.comparisons(rows, options.resamples), significance.ranking(rows),
+                    significance.seeds_note(rows), tuning.curves(records, options.aggregate),
+                    tuning.device_hours(records), pruning)
+
+
+def analysis_data(analysis: Analysis) -> dict:
+    """The analysis as report.json's sections (docs/report.md)."""
+    from glue_bench.report.protocols import DESCRIPTIONS
+
+    ranking = analysis.ranking
+    o = analysis.options
+    return {
+        "protocol": {"name": o.protocol, "aggregate": o.aggregate, "description": DESCRIPTIONS[o.protocol],
+                     "left_out": analysis.left_out},
+        "comparisons": [c.to_dict() for c in analysis.comparisons],
+        "seeds_note": analysis.seeds_note,
+        "ranking": None if ranking is None else {
+            "tasks": list(ranking.tasks), "average_ranks": {k: round(v, 4) for k, v in ranking.average_ranks.items()},
+            "statistic": round(ranking.statistic, 6), "p": round(ranking.p, 6),
+            "critical_difference": round(ranking.critical_difference, 6),
+            "different": [list(pair) for pair in ranking.different], "alpha": ranking.alpha},
+        "expected_validation": [{"task": c.task, "config": c.config, "settings": c.settings,
+                                 "expected_best": [round(v, 4) for v in c.expected]} for c in analysis.curves],
+        "device_hours": {config: {k: round(v, 6) for k, v in per.items()}
+                         for config, per in analysis.device_hours.items()},
+        "pruning": None if analysis.pruning is None else {
+            "rule": "asha", "reduction": o.prune_reduction, "min_epochs": o.prune_min_epochs,
+            "groups": [g.to_dict() for g in analysis.pruning]},
+    }
 
 
 def write_report(results_dir: Path, out_dir: Path | None = None, wandb: str | None = None,
-                 budgets: tuple[float, ...] | None = None, reference: str | None = None) -> Report:
-    """Collect `results_dir`, write report.{md,csv,tex,json} and plots, and log a wandb summary run.
-    `budgets`: percentages for the equal-budget table (default `budgets.DEFAULT_BUDGETS`); `reference`: the
-    name of a published table to put beside the rows."""
+                 budgets: tuple[float, ...] | None = None, reference: str | None = None,
+                 options: ReportOptions | None = None) -> Report:
+    """Collect `results_dir`, write report.{md,csv,tex,json} (and pruning.json) and plots, and log a wandb summary
+    run. `budgets`: percentages for the equal-budget table (default `budgets.DEFAULT_BUDGETS`); `reference`: the
+    name of a published table to put beside the rows, which your rows meet under its own protocol; `options`:
+    the protocol, the aggregate over seeds and the pruning replay."""
+    from glue_bench.report import protocols
     from glue_bench.report.aggregate import select
     from glue_bench.report.budgets import DEFAULT_BUDGETS, budget_data, budget_table
     from glue_bench.report.references import compare, get_reference
+
+    options = options or ReportOptions()
 
     published = get_reference(reference) if reference is not None else None
     results_dir = Path(results_dir)
@@ -54,16 +147,27 @@ def write_report(results_dir: Path, out_dir: Path | None = None, wandb: str | No
     if not results_dir.is_dir():
         raise GlueBenchError(f"no results folder {results_dir}")
     unreadable: dict[str, str] = {}
-    records = collect(results_dir, unreadable)
-    if not records:
+    collected = collect(results_dir, unreadable)
+    if not collected:
         raise GlueBenchError(f"{results_dir} holds no job results yet")
-    rows = build_rows(records)
-    columns = budget_table(select(records), budgets or DEFAULT_BUDGETS)
+    records, left_out = protocols.apply(collected, options.protocol)
+    rows = build_rows(records, options.aggregate)
+    columns = budget_table(select(records, options.aggregate), budgets or DEFAULT_BUDGETS)
     data = report_data(results_dir.name, rows, records)
     data["budgets"] = budget_data(columns)
-    compared = (published, compare(published, rows)) if published is not None else None
-    if compared is not None:
+    analysis = analyse(records, rows, options, left_out)
+    data.update(analysis_data(analysis))
+    compared = None
+    if published is not None:  # your rows under the reference's own protocol
+        theirs, unscored = protocols.apply(collected, published.rule.protocol)
+        if unscored:  # the jobs did not record what its protocol needs: the report's own rows, said so
+            published = dataclasses.replace(published, rule=dataclasses.replace(
+                published.rule, protocol=options.protocol, aggregate=options.aggregate,
+                note=f"{len(unscored)} jobs did not record what {published.rule.protocol} needs"))
+            theirs = records
+        compared = (published, compare(published, build_rows(theirs, published.rule.aggregate)))
         data["reference"] = {"name": published.name, "citation": published.citation, "split": published.split,
+                             "protocol": published.rule.to_dict(),
                              "rows": [{"row": c.row.label, "published": c.published.label if c.published else None,
                                        "published_scores": c.published.scores if c.published else {},
                                        "differences": {k: round(v, 4) for k, v in c.differences.items()}}
@@ -73,12 +177,22 @@ def write_report(results_dir: Path, out_dir: Path | None = None, wandb: str | No
     missing = [f"{len(v)} {k}" + (f" ({'; '.join(v[:3])})" if k in ("failed", "unreadable") else "")
                for k, v in gaps.items() if v]
     out = Path(out_dir) if out_dir is not None else results_dir / "report"
+    if left_out:
+        missing.append(f"{len(left_out)} left out by the {options.protocol} protocol (they did not record what it "
+                       f"needs: {', '.join(left_out[:3])})")
+    pruned = sum(1 for r in records if r.done and r.pruned)
+    if pruned:
+        missing.append(f"{pruned} pruned by ASHA (kept out of selection)")
     try:
-        files = render.write_all(data, rows, out, missing, columns, compared)
+        files = render.write_all(data, rows, out, missing, columns, compared, analysis)
+        if analysis.pruning is not None:
+            atomic_write_json(out / "pruning.json", {"schema_version": data["schema_version"], "sweep": data["sweep"],
+                                                     **data["pruning"]})
+            files.append(out / "pruning.json")
     except OSError as e:
         raise GlueBenchError(f"cannot write the report to {out}: {e.strerror or e}") from None
     report = Report(f"{results_dir.name}: {data['jobs']['done']} of {len(records)} jobs done", rows, records,
-                    missing, files, budgets=columns, reference=compared)
+                    missing, files, budgets=columns, reference=compared, analysis=analysis)
     if wandb is not None:
         from glue_bench.results import tracking
 

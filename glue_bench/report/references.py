@@ -1,8 +1,10 @@
 """Published GLUE numbers shipped as data (`glue_bench/report/reference_tables/*.json`), and their comparison with a
 report's rows. No torch.
 
-Each table has its citation, model, split (dev or test) and protocol, and rows of a method family (None for
-methods glue-bench does not have) with the numbers as printed. A number is keyed by the report column it
+Each table has its citation, model, split (dev or test) and protocol (in words, and as the rule your rows are
+scored by when they meet it: `best-epoch`, `last-epoch` or `held-out`, mean or median of how many seeds), and
+rows of a method family (None for methods glue-bench does not have) with the numbers as printed and where each
+comes from (copied from earlier work, started from MNLI, Houlsby's setup). A number is keyed by the report column it
 corresponds to, which names its metric (`MRPC F1` or `MRPC acc`, `STS-B P` or `STS-B S`), so each number
 is compared only with the same metric of your own row, and a difference is given only when the split is
 dev as well.
@@ -15,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 from importlib import resources
 
+from glue_bench.choices import Aggregate, Protocol, values
 from glue_bench.errors import GlueBenchError
 from glue_bench.method_config import FAMILIES
 from glue_bench.report.aggregate import COLUMNS, Row
@@ -38,6 +41,36 @@ class PublishedRow:
     """Trainable parameters as the source prints them."""
     total: float | None = None
     """The source's own average, as printed."""
+    provenance: str | None = None
+    """Where the whole row comes from when not from the source's own runs (`copied`: from earlier work; `houlsby
+    setup`: the † rows)."""
+    cell_provenance: dict[str, str] = field(default_factory=dict)
+    """Column -> where that number comes from when it differs from the row's (`mnli start`: trained from the
+    MNLI checkpoint)."""
+
+
+PROVENANCE = {"copied": "copied from earlier work", "houlsby setup": "Houlsby et al.'s setup (†)",
+              "mnli start": "started from the MNLI checkpoint"}
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A reference's protocol as data: your rows meet it scored the same way."""
+
+    protocol: str = "best-epoch"
+    aggregate: str = "mean"
+    seeds: int | None = None
+    note: str | None = None
+    """Set when your rows could not be scored by the reference's own protocol (then they are the report's)."""
+
+    def to_dict(self) -> dict:
+        return {"protocol": self.protocol, "aggregate": self.aggregate, "seeds": self.seeds, "note": self.note}
+
+    @property
+    def words(self) -> str:
+        seeds = f" of {self.seeds} seeds" if self.seeds else " over seeds"
+        return f"{self.protocol}, {self.aggregate}{seeds}" + (f" ({self.note}: the report's protocol instead)"
+                                                               if self.note else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +83,7 @@ class Reference:
     split: str
     protocol: str
     rows: tuple[PublishedRow, ...] = field(default_factory=tuple)
+    rule: Rule = field(default_factory=Rule)
 
 
 def _load(text: str, source: str) -> Reference:
@@ -59,13 +93,22 @@ def _load(text: str, source: str) -> Reference:
         unknown = set(row["scores"]) - set(COLUMN_NAMES)
         if unknown or (row["family"] is not None and row["family"] not in FAMILIES):
             raise GlueBenchError(f"{source}: row {row['label']!r} has unknown columns {sorted(unknown)} or family")
+        cells = dict(row.get("cell_provenance", {}))
+        if set(cells) - set(row["scores"]) or any(v not in PROVENANCE for v in
+                                                  [*cells.values(), *([row["provenance"]] if row.get("provenance")
+                                                                      else [])]):
+            raise GlueBenchError(f"{source}: row {row['label']!r} has an unknown provenance or column")
         rows.append(PublishedRow(label=row["label"], family=row["family"], scores=dict(row["scores"]),
                                  size=row.get("size"), best_size=row.get("best_size", False),
-                                 trainable=row.get("trainable"), total=row.get("total")))
+                                 trainable=row.get("trainable"), total=row.get("total"),
+                                 provenance=row.get("provenance"), cell_provenance=cells))
     if data["split"] not in ("dev", "test"):
         raise GlueBenchError(f"{source}: split must be dev or test")
+    rule = Rule(**data["rule"])
+    if rule.protocol not in values(Protocol) or rule.aggregate not in values(Aggregate):
+        raise GlueBenchError(f"{source}: rule {data['rule']} names an unknown protocol or aggregate")
     return Reference(name=data["name"], citation=data["citation"], model=data["model"], split=data["split"],
-                     protocol=data["protocol"], rows=tuple(rows))
+                     protocol=data["protocol"], rows=tuple(rows), rule=rule)
 
 
 def references() -> dict[str, Reference]:
@@ -127,6 +170,6 @@ def compare(reference: Reference, rows: list[Row]) -> list[Comparison]:
         columns = tuple(c for c in COLUMN_NAMES if published is not None and c in published.scores)
         diffs = {}
         if published is not None and reference.split == "dev":
-            diffs = {c: row.cells[c].mean - published.scores[c] for c in columns if c in row.cells}
+            diffs = {c: row.cells[c].shown - published.scores[c] for c in columns if c in row.cells}
         out.append(Comparison(row, published, columns, diffs))
     return out

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from glue_bench.report.aggregate import COLUMNS, Row
-from glue_bench.report.budgets import BudgetColumn
-from glue_bench.report.references import Comparison, Reference
+from glue_bench.report.budgets import BudgetColumn, shared_tasks
+from glue_bench.report.references import PROVENANCE, Comparison, Reference
 from glue_bench.results.job_folder import atomic_write_text
 from glue_bench.tasks import GLUE_TASKS, TASKS
 
@@ -25,7 +25,7 @@ def _cell(row: Row, columns: list[str]) -> str:
     cells = [row.cells.get(c) for c in columns]
     if all(c is None for c in cells):
         return "-"
-    values = "/".join("-" if c is None else (f"{c.mean:.1f}±{c.std:.1f}" if c.n > 1 else f"{c.mean:.1f}")
+    values = "/".join("-" if c is None else (f"{c.shown:.1f}±{c.std:.1f}" if c.n > 1 else f"{c.shown:.1f}")
                       for c in cells)
     n = max(c.n for c in cells if c is not None)
     return values + (f" (n={n})" if n > 1 else "")
@@ -56,8 +56,9 @@ def table_rows(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
     return headers, body
 
 
-NOTES = ("Dev-set scores in percent, mean±std over the seeds of the setting selected per task on dev "
-         "(learning rate, epochs); n = seeds. GLUE score: mean of the nine task scores (MRPC, QQP: mean of "
+NOTES = ("Dev-set scores in percent, mean (or median) ±std over the seeds of the setting selected per task on "
+         "dev (learning rate, epochs) under the protocol named above the table; n = seeds. GLUE score: mean of the "
+         "nine task scores (MRPC, QQP: mean of "
          "F1 and accuracy; STS-B: of Pearson and Spearman; MNLI: of m and mm). Total (Houlsby et al.): mean of "
          "CoLA, SST-2, MRPC F1, STS-B Spearman, QQP F1, MNLI-m, MNLI-mm, QNLI and RTE. Both need all tasks. "
          "% of base: trainable parameters / base-model parameters. Δ vs full: mean task-score difference to "
@@ -65,12 +66,17 @@ NOTES = ("Dev-set scores in percent, mean±std over the seeds of the setting sel
 
 
 def markdown(rows: list[Row], missing: list[str], budgets: list[BudgetColumn] | None = None,
-             reference: tuple[Reference, list[Comparison]] | None = None) -> str:
-    text = markdown_table(*table_rows(rows)) + "\n" + NOTES + "\n"
+             reference: tuple[Reference, list[Comparison]] | None = None, analysis=None) -> str:
+    text = (protocol_line(analysis) + "\n\n" if analysis is not None else "") + markdown_table(*table_rows(rows)) \
+        + "\n" + NOTES + "\n"
     if budgets:
         text += "\n## Equal budgets\n\n" + budget_markdown(budgets)
     if reference:
         text += "\n## Published numbers\n\n" + reference_markdown(*reference)
+    if analysis is not None:
+        for title, (headers, body), note in analysis_sections(rows, analysis):
+            text += f"\n## {title}\n\n" + (markdown_table(headers, body) if body else "") + \
+                (("\n" if body else "") + note + "\n" if note else "")
     if missing:
         text += "\nMissing: " + "; ".join(missing) + "\n"
     return text
@@ -94,6 +100,7 @@ def csv_text(rows: list[Row]) -> str:
         for column, *_ in COLUMNS:
             cell = row.cells.get(column)
             rec[f"{column} mean"] = None if cell is None else round(cell.mean, 4)
+            rec[f"{column} median"] = None if cell is None or cell.median is None else round(cell.median, 4)
             rec[f"{column} std"] = None if cell is None else round(cell.std, 4)
             rec[f"{column} n"] = None if cell is None else cell.n
         rec["glue_score"], rec["paper_total"] = row.glue_score, row.paper_total
@@ -132,7 +139,7 @@ def transposed(rows: list[Row]) -> tuple[list[str], list[tuple[str, list[str]]]]
 def _cell_value(cell) -> str:
     if cell is None:
         return "-"
-    return f"{cell.mean:.1f}±{cell.std:.1f}" if cell.n > 1 else f"{cell.mean:.1f}"
+    return f"{cell.shown:.1f}±{cell.std:.1f}" if cell.n > 1 else f"{cell.shown:.1f}"
 
 
 def _width(header: str, values: list[str]) -> int:
@@ -183,12 +190,14 @@ def report_tables(rows: list[Row], title: str, width: int) -> list:
 # Equal budgets
 def budget_columns(columns: list[BudgetColumn]) -> tuple[list[str], list[tuple[str, list[str]]]]:
     tasks = [t for t in GLUE_TASKS if any(t in c.choices for c in columns)]
-    mean = f"mean of {len(tasks)} task" + ("" if len(tasks) == 1 else "s")
+    shared = shared_tasks(columns)  # a mean over tasks some cells lack would compare unlike with unlike
+    mean = f"mean of {len(shared)} task" + ("" if len(shared) == 1 else "s") + \
+        (f" (in every column; of {len(tasks)})" if len(shared) < len(tasks) else "")
     names = [TASKS[t].display for t in tasks] + ["GLUE score", mean]
     out = []
     for c in columns:
         values = [f"{c.choices[t].score:.1f}\n{c.choices[t].config}" if t in c.choices else "-" for t in tasks]
-        out.append((f"≤ {c.budget:g}%", [*values, _fmt(c.glue_score), _fmt(c.mean)]))
+        out.append((f"≤ {c.budget:g}%", [*values, _fmt(c.glue_score), _fmt(c.mean_over(shared))]))
     return names, out
 
 
@@ -213,15 +222,22 @@ def comparison_columns(reference: Reference, comparisons: list[Comparison]):
             out.append(("(no published row)", ["-"] * len(names)))
             continue
         split = "" if reference.split == "dev" else f" ({reference.split})"
-        out.append((f"{comp.published.label}{split}",
-                    [f"{comp.published.scores[c]:g}" if c in comp.published.scores else "-" for c in names]))
+        published = comp.published
+        marks = {c: published.cell_provenance.get(c) or published.provenance for c in names}
+        out.append((f"{published.label}{split}",
+                    [f"{published.scores[c]:g}" + (f" [{marks[c]}]" if marks[c] else "")
+                     if c in published.scores else "-" for c in names]))
         if reference.split == "dev":
             out.append(("Δ", [_fmt(comp.differences.get(c), signed=True) for c in names]))
     return names, out
 
 
 def reference_heading(reference: Reference) -> str:
+    marks = sorted({p for row in reference.rows for p in [row.provenance, *row.cell_provenance.values()] if p})
+    provenance = "" if not marks else \
+        " Marked in the table: " + "; ".join(f"[{m}] {PROVENANCE[m]}" for m in marks) + "."
     return (f"{reference.name}: {reference.citation}; {reference.model}, {reference.split} set. {reference.protocol}"
+            f" Your rows are scored by its protocol here: {reference.rule.words}.{provenance}"
             + ("" if reference.split == "dev" else " Your rows are dev scores: no difference is given."))
 
 
@@ -233,13 +249,119 @@ def reference_markdown(reference: Reference, comparisons: list[Comparison]) -> s
 
 def write_all(data: dict, rows: list[Row], out_dir: Path, missing: list[str],
               budgets: list[BudgetColumn] | None = None,
-              reference: tuple[Reference, list[Comparison]] | None = None) -> list[Path]:
+              reference: tuple[Reference, list[Comparison]] | None = None, analysis=None) -> list[Path]:
     """report.json, report.md, report.csv, report.tex and the plots into out_dir (atomically)."""
     from glue_bench.report.plots import plots
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = {"report.json": json.dumps(data, indent=2) + "\n", "report.md": markdown(rows, missing, budgets, reference),
+    files = {"report.json": json.dumps(data, indent=2) + "\n",
+             "report.md": markdown(rows, missing, budgets, reference, analysis),
              "report.csv": csv_text(rows), "report.tex": latex(rows)}
     for name, text in files.items():
         atomic_write_text(out_dir / name, text)
-    return [out_dir / n for n in files] + plots(rows, out_dir)
+    return [out_dir / n for n in files] + plots(rows, out_dir, analysis)
+
+
+# The analysis: protocol, intervals, tested differences, ranking, tuning cost, pruning
+def protocol_line(analysis) -> str:
+    from glue_bench.report.protocols import DESCRIPTIONS
+
+    o = analysis.options
+    return f"Protocol: {o.protocol} ({DESCRIPTIONS[o.protocol]}); {o.aggregate} over seeds."
+
+
+def _num(x: float | None, fmt: str = ".1f") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def interval_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
+    body = []
+    for row in rows:
+        if row.kind == "baseline":
+            continue
+        for task, scores in row.seed_scores.items():
+            lo_hi = row.intervals.get(task)
+            body.append([TASKS[task].display, row.label, _num(row.task_scores[task]),
+                         f"[{lo_hi[0]:.1f}, {lo_hi[1]:.1f}]" if lo_hi else "-", str(len(scores))])
+    body.sort(key=lambda b: [TASKS[t].display for t in GLUE_TASKS].index(b[0]))
+    return ["task", "configuration", "score", "95% interval over seeds", "seeds"], body
+
+
+def comparison_table(analysis) -> tuple[list[str], list[list[str]]]:
+    body = [[TASKS[c.task].display, c.row, c.other + (" (full)" if c.against == "full" else " (best)"),
+             c.metric.split("/")[-1], _num(c.delta, "+.2f"), _num(c.p_examples_holm, ".3g"), c.verdict,
+             c.seeds_verdict + (f"; {c.note}" if c.note else "")] for c in analysis.comparisons]
+    return ["task", "config", "vs", "metric", "Δ pts", "p Holm", "examples say", "seeds say"], body
+
+
+def ranking_table(analysis) -> tuple[tuple[list[str], list[list[str]]], str]:
+    ranking = analysis.ranking
+    if ranking is None:
+        return (["configuration", "average rank"], []), ("fewer than 3 configurations, or fewer than 2 tasks they "
+                                                          "all have: nothing to rank across tasks.")
+    body = [[label, f"{rank:.2f}"] for label, rank in ranking.average_ranks.items()]
+    differ = "; ".join(f"{a} > {b}" for a, b in ranking.different) or "none"
+    note = (f"Over {len(ranking.tasks)} tasks ({', '.join(TASKS[t].display for t in ranking.tasks)}): Friedman "
+            f"χ² = {ranking.statistic:.2f}, p = {ranking.p:.3g}; Nemenyi critical difference "
+            f"{ranking.critical_difference:.2f} "
+            f"at {ranking.alpha:g}. Ranks that differ: {differ}.")
+    return (["configuration", "average rank"], body), note
+
+
+def tuning_table(analysis, rows: list[Row]) -> tuple[list[str], list[list[str]]]:
+    curves = analysis.curves
+    most = max((c.settings for c in curves), default=0)
+    points = sorted({n for n in (1, 2, 3, 5, 10, most) if 1 <= n <= most})
+    body = [[TASKS[c.task].display, c.config, str(c.settings),
+             *(_num(c.expected[n - 1]) if n <= c.settings else "-" for n in points)] for c in curves]
+    return ["task", "configuration", "settings", *(f"n={n}" for n in points)], body
+
+
+def hours_table(analysis, rows: list[Row]) -> tuple[list[str], list[list[str]]]:
+    scores = {r.label: r for r in rows if r.kind == "method"}
+    body = []
+    for config, per in analysis.device_hours.items():
+        row = scores.get(config)
+        mean = sum(row.task_scores.values()) / len(row.task_scores) if row and row.task_scores else None
+        body.append([config, f"{per['all']:.3f}", _num(mean), str(len(row.task_scores) if row else 0)])
+    return ["configuration", "device-hours", "mean task score", "tasks"], body
+
+
+def pruning_table(analysis) -> tuple[list[str], list[list[str]]]:
+    body = [[TASKS[g.task].display, g.config, f"{len(g.pruned)}/{g.jobs}", f"{g.device_seconds / 3600:.3f}",
+             f"{g.saved_seconds / 3600:.3f}", _num(None if g.saved_share is None else 100 * g.saved_share) + "%",
+             g.selected or "-", "yes" if g.changed else "no", _num(g.score), _num(g.score_pruned),
+             _num(g.score_change, "+.2f")] for g in analysis.pruning]
+    return ["task", "configuration", "pruned", "device-h", "saved device-h", "saved", "selected", "changed",
+            "score", "score pruned", "Δ score"], body
+
+
+TERMINAL_DROPS = {"Pruning replay": ("device-h", "selected")}
+"""Columns the terminal leaves to report.md (so the table fits 80 columns)."""
+
+
+def analysis_sections(rows: list[Row], analysis) -> list[tuple[str, tuple, str]]:
+    """(title, (headers, body), note) of each analysis section, for Markdown and the terminal alike."""
+    o = analysis.options
+    sections = [
+        ("Intervals", interval_table(rows), "Task score (percent) of each configuration's selected setting, with a "
+         "95% percentile-bootstrap interval of the mean over its seeds."),
+        ("Differences", comparison_table(analysis),
+         "Per task, each configuration against full fine-tuning and against the best other configuration, on the "
+         "task's main metric: a paired bootstrap over dev examples (" + str(o.resamples) + " resamples), seed by "
+         "seed, Holm-corrected over every comparison; over seeds, an exact sign-flip test. " + analysis.seeds_note),
+        ("Ranking across tasks", *ranking_table(analysis)),
+        ("Tuning cost", tuning_table(analysis, rows),
+         "Expected best dev task score of n settings drawn from the grid (Dodge et al. 2019), per task and "
+         "configuration (n=k: the expected best of k settings tried, by the protocol's choosing score): a method "
+         "that reaches its best at n=1 needs "
+         "little tuning."),
+        ("Device-hours", hours_table(analysis, rows),
+         "Wall seconds x devices of every finished job of the configuration (the grid, pruned jobs included)."),
+    ]
+    if analysis.pruning is not None:
+        sections.append(("Pruning replay", pruning_table(analysis),
+                         f"ASHA replayed on the recorded dev curves (reduction {o.prune_reduction}, first rung after "
+                         f"{o.prune_min_epochs} epoch(s)): jobs stopped, device-hours saved, and the selection "
+                         "made again without them (docs/pruning.md)."))
+    return sections

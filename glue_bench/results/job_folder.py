@@ -124,12 +124,14 @@ def load_metrics(result_dir: Path) -> dict | None:
 
 
 def expected_predictions(metrics: dict) -> tuple[str, ...]:
-    """The prediction files a finished job must have: every dev split, and the test splits if asked."""
+    """The prediction files a finished job must have: every dev split, and the test splits if asked (a job that
+    ASHA pruned predicts dev only)."""
     task = TASKS.get(metrics.get("task"))
     if task is None:
         return ("?",)
     spec = metrics.get("spec") or {}
-    return task.dev_splits + (task.test_splits if spec.get("predict_test", True) else ())
+    with_test = spec.get("predict_test", True) and not metrics.get("pruned")
+    return task.dev_splits + (task.test_splits if with_test else ())
 
 
 def metrics_complete(result_dir: Path, metrics: dict | None, verify: bool = False) -> bool:
@@ -226,9 +228,14 @@ class JobDir:
     model_dir = property(lambda self: self.path / "model")  # full fine-tuning's weights (`save_pretrained`)
     adapter_path = property(lambda self: self.path / "adapter.safetensors")  # every other method's
     peft_dir = property(lambda self: self.path / "peft")  # peft's own folder of a peft method's weights
+    eval_predictions_dir = property(lambda self: self.path / "eval_predictions")  # every evaluation's dev predictions
 
     def prediction_path(self, split: str) -> Path:
         return self.predictions_dir / f"{split}.tsv"
+
+    def eval_prediction_path(self, split: str, step: int) -> Path:
+        """The dev predictions of the evaluation at optimizer step `step` (a .npy array in idx order)."""
+        return self.eval_predictions_dir / f"{split}-step{step:07d}.npy"
 
     def later_prediction_path(self, split: str) -> Path:
         """Where `glue-bench predict` writes a split predicted later from the saved weights."""
@@ -284,6 +291,25 @@ class JobDir:
             if isinstance(record, dict):
                 records.append(record)
         return records
+
+    def evaluations(self) -> list[dict]:
+        """Every dev evaluation in history.jsonl, by step (an evaluation repeated after a resume counts once: the
+        later record). A torn or foreign line is skipped."""
+        by_step: dict[int, dict] = {}
+        try:
+            lines = self.history_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        for line in lines:
+            if '"eval/task_score"' not in line:
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("step"), int):
+                by_step[record["step"]] = record
+        return [by_step[step] for step in sorted(by_step)]
 
     def progress(self) -> dict:
         """Latest history record with a step (step, epoch, ...), read from the tail of history.jsonl."""

@@ -35,3 +35,22 @@ def compute_metrics(task: Task, split: str, predictions: np.ndarray, labels: np.
 def task_score(task: Task, dev_metrics: dict[str, dict[str, float]]) -> float:
     """The GLUE task score: the mean of the task's score metrics (MNLI: mean of matched and mismatched)."""
     return float(np.mean([dev_metrics[split][name] for split, name in task.score]))
+
+
+HALF_SEED = 20_190_601
+"""Seed of the fixed split of a dev set into halves (the same for every job, model and seed)."""
+
+
+def dev_half_a(rows: int) -> np.ndarray:
+    """Which of a dev split's `rows` (in idx order) are in half a, the choosing half of the `held-out` protocol
+    (half b is the reporting half): a fixed random half, ceil(rows / 2) rows."""
+    mask = np.zeros(rows, dtype=bool)
+    mask[np.random.default_rng(HALF_SEED).permutation(rows)[: (rows + 1) // 2]] = True
+    return mask
+
+
+def half_metrics(task: Task, split: str, predictions: np.ndarray, labels: np.ndarray) -> dict[str, dict]:
+    """The task's metrics of one dev split on each half: {"a": {...}, "b": {...}}."""
+    a = dev_half_a(len(labels))
+    return {"a": compute_metrics(task, split, predictions[a], labels[a]),
+            "b": compute_metrics(task, split, predictions[~a], labels[~a])}

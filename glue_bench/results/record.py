@@ -58,6 +58,9 @@ class MetricsRecord:
     """Seconds from the start of this process to the end of the job."""
     spec: dict[str, Any]
     """The job spec as run (`JobSpec.to_dict()`)."""
+    pruned: dict[str, Any] | None = None
+    """Where ASHA stopped the job (`run --prune asha`): rung, epoch, score and the scores it met; None: it ran
+    out. A pruned job is finished with its best weights so far, predicts dev only, and is kept out of selection."""
     schema_version: int = field(default=schemas.METRICS)
     """`glue_bench.results.schemas.METRICS`."""
 

@@ -5,8 +5,10 @@ number here and adds a reader for the previous one."""
 
 METRICS = 1
 """`metrics.json` of a job (`glue_bench.results.record.MetricsRecord`)."""
-REPORT = 2
-"""`report.json` of a sweep; 2: rows carry `method`, best-size rows (was best-m), budgets, reference."""
+REPORT = 3
+"""`report.json` of a sweep; 2: rows carry `method`, best-size rows (was best-m), budgets, reference; 3: the
+protocol, cells' `value` and `median`, intervals and per-seed scores, comparisons, ranking, expected validation
+performance, device-hours and the pruning replay (`report.publish.read_report` reads 2 as 3)."""
 MANIFEST = 1
 """`jobs/<sweep>/manifest.json` (`glue_bench.plan.manifest.Manifest`)."""
 CALIBRATIONS = 1

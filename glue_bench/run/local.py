@@ -62,7 +62,7 @@ class LocalExecutor:
 
     def __init__(self, jobs_dir: Path, slots: list[Slot], retries: int = 0, only: list[str] | None = None,
                  force: bool = False, lease_s: float = claims.DEFAULT_LEASE_S, gpus_per_job: int | None = None,
-                 procs_per_job: int | None = None, wandb: str | None = None,
+                 procs_per_job: int | None = None, wandb: str | None = None, prune: str | None = None,
                  on_event: Callable[[str, str], None] | None = None, estimate: dict[str, float] | None = None):
         self.jobs_dir = Path(jobs_dir)
         self.manifest = load_manifest(self.jobs_dir)
@@ -73,6 +73,7 @@ class LocalExecutor:
         self.gpus_per_job = gpus_per_job
         self.procs_per_job = procs_per_job
         self.wandb = wandb
+        self.prune = prune
         self.on_event = on_event or (lambda kind, message: None)
         self.entries = self.manifest.entries
         self.order = self.manifest.by_size
@@ -112,6 +113,8 @@ class LocalExecutor:
             changes["num_procs"] = self.procs_per_job
         if self.wandb is not None:
             changes["wandb"] = self.wandb
+        if self.prune is not None:
+            changes["prune"] = self.prune
         return spec.replace(**changes) if changes else spec
 
     def event(self, kind: str, job_id: str, **extra) -> None:
@@ -365,7 +368,8 @@ def build_executor(jobs_dir: Path, options: RunOptions,
     executor = LocalExecutor(jobs_dir, make_slots(gpus, per_job, options.slots, procs, jobs_per_gpu),
                              retries=options.retries, only=list(options.only) if options.only else None,
                              force=options.force, lease_s=options.lease_s, gpus_per_job=per_job,
-                             procs_per_job=options.procs_per_job, wandb=options.wandb, on_event=on_event)
+                             procs_per_job=options.procs_per_job, wandb=options.wandb, prune=options.prune,
+                             on_event=on_event)
     executor.note = note
     executor.estimate = planned_estimates(executor, per_job, options.slots or 1)
     return executor

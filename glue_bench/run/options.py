@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from glue_bench import choices
-from glue_bench.choices import Executor, WandbMode
+from glue_bench.choices import Executor, Prune, WandbMode
 from glue_bench.errors import GlueBenchError
 from glue_bench.results.claims import DEFAULT_LEASE_S
 
@@ -35,6 +35,8 @@ class SlurmOptions:
     """CPU ranks per node when gpus_per_job is 0."""
     signal_seconds: int = 120
     """Seconds before the time limit at which Slurm signals the job to checkpoint and requeue."""
+    prune: Prune | None = None
+    """ASHA over the sweep's `prune` (None: the sweep's); set from `RunOptions.prune` by `slurm.options_for`."""
 
     def __post_init__(self) -> None:
         _at_least("--nodes", self.nodes, 1)
@@ -79,11 +81,15 @@ class RunOptions:
     """What to ask of Slurm (`executor` slurm)."""
     wait: bool = True
     """Slurm: wait for the jobs and show progress."""
+    prune: Prune | None = None
+    """`asha` or `none` over the sweep's `prune` key (None: the sweep's); docs/pruning.md."""
 
     def __post_init__(self) -> None:
         choices.check(Executor, self.executor, "--executor")
         if self.wandb is not None:
             choices.check(WandbMode, self.wandb, "--wandb")
+        if self.prune is not None:
+            choices.check(Prune, self.prune, "--prune")
         _at_least("--gpus-per-job", self.gpus_per_job, 0)
         _at_least("--procs-per-job", self.procs_per_job, 1)
         _at_least("--slots", self.slots, 1)

@@ -63,6 +63,8 @@ def sbatch_script(jobs_dir: Path, array_file: Path, count: int, sweep: str, opts
     lines += [f"#SBATCH {arg}" for arg in opts.sbatch_args]
     task = [python, "-m", "glue_bench.run.slurm_task", str(jobs_dir), str(array_file.resolve()),
             "--ranks-per-node", str(opts.ranks_per_node), "--gpus-per-node", str(opts.gpus_per_job)]
+    if opts.prune is not None:
+        task += ["--prune", opts.prune]
     # exec: the task process itself receives Slurm's batch signal (B:USR1) and SIGTERM
     lines += ["", "exec " + shlex.join(task), ""]
     return "\n".join(lines)
@@ -282,4 +284,4 @@ def options_for(jobs_dir: Path, options: RunOptions | None = None) -> SlurmOptio
     manifest = load_manifest(jobs_dir)
     per_job = manifest.gpus_per_job if options.gpus_per_job is None else options.gpus_per_job
     return dataclasses.replace(options.slurm, gpus_per_job=1 if per_job == "auto" else int(per_job),
-                               procs_per_job=options.procs_per_job or manifest.procs_per_job)
+                               procs_per_job=options.procs_per_job or manifest.procs_per_job, prune=options.prune)

@@ -108,7 +108,8 @@ def rank_launcher(args: argparse.Namespace, job: JobDir, job_id: str, claim: dic
     nodes = int(os.environ.get("SLURM_JOB_NUM_NODES", os.environ.get("SLURM_NNODES", "1")))
     spec = load_job(args.jobs_dir, job_id)
     spec = spec.replace(num_gpus=args.gpus_per_node * nodes,
-                        num_procs=args.ranks_per_node * nodes if not args.gpus_per_node else spec.num_procs)
+                        num_procs=args.ranks_per_node * nodes if not args.gpus_per_node else spec.num_procs,
+                        **({"prune": args.prune} if args.prune is not None else {}))
     job.write_spec(spec)
     # the c10d store is hosted by the torchrun agent on the first node, where this batch step runs
     master = first_node()
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("array_file", type=Path)
     parser.add_argument("--ranks-per-node", type=int, default=1)
     parser.add_argument("--gpus-per-node", type=int, default=0)
+    parser.add_argument("--prune", default=None, help="ASHA over the sweep's prune key (asha or none)")
     args = parser.parse_args(argv)
     signaller = RankSignaller()
     index = int(os.environ["SLURM_ARRAY_TASK_ID"])

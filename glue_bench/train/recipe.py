@@ -29,13 +29,13 @@ from glue_bench.errors import GlueBenchError, os_error_line
 from glue_bench.process import ExitCode
 from glue_bench.results import tracking
 from glue_bench.results.claims import LeaseKeeper
-from glue_bench.results.job_folder import JobDir
-from glue_bench.results.metrics import compute_metrics, task_score
+from glue_bench.results.job_folder import JobDir, atomic_write_bytes
+from glue_bench.results.metrics import compute_metrics, half_metrics, task_score
 from glue_bench.results.record import MetricsRecord
 from glue_bench.spec import JobSpec
 from glue_bench.tasks import Task, get_task
 from glue_bench.train import checkpoint as ckpt
-from glue_bench.train import stop
+from glue_bench.train import prune, stop
 from glue_bench.train.data import Encoded, Padding, TokenCache, resolve_data_source, subset_rows, train_batches
 from glue_bench.train.dropout import use_fast_dropout
 from glue_bench.train.engine import build_engine, train_step
@@ -92,6 +92,11 @@ class Job:
     best: dict = field(default_factory=lambda: {"score": -math.inf, "epoch": None, "step": None, "dev": None})
     best_tensors: dict = field(default_factory=dict)
     eval_rows: dict[str, list[int]] = field(default_factory=dict)
+    heldout: Encoded | None = None
+    """Training rows held out as the `held-out` protocol's choosing set (`heldout_train_rows`), scored at each
+    evaluation."""
+    pruned: dict | None = None
+    """Where ASHA stopped the job (`train.prune.decide`); None while it runs on."""
     resumed_from: str | None = None
     """The `last` checkpoint this process resumed from (None: it started the job fresh)."""
 
@@ -139,6 +144,14 @@ def setup(spec: JobSpec, output_dir: Path, cache_dir: Path | None = None) -> Job
     train_full = cache.encoded(task, "train", source, tokenizer, spec.max_seq_length)
     warn_if_small(task, "train", len(train_full), spec.max_train_samples)
     train = train_full.select(subset_rows(len(train_full), spec.max_train_samples, spec.data_seed))
+    heldout = None
+    if spec.heldout_train_rows is not None:  # the choosing set: a fixed subset, the same for every seed
+        if spec.heldout_train_rows >= len(train):
+            raise GlueBenchError(f"heldout_train_rows {spec.heldout_train_rows}: {task.display} has {len(train)} "
+                                 "training rows; hold out fewer")
+        held = np.zeros(len(train), dtype=bool)
+        held[subset_rows(len(train), spec.heldout_train_rows, spec.data_seed + 2)] = True
+        heldout, train = train.select(np.flatnonzero(held)), train.select(np.flatnonzero(~held))
     dev = {}
     for split in task.dev_splits:
         full = cache.encoded(task, split, source, tokenizer, spec.max_seq_length)
@@ -158,7 +171,7 @@ def setup(spec: JobSpec, output_dir: Path, cache_dir: Path | None = None) -> Job
               history=history, lease=lease, tokenizer=tokenizer, counts=counts, fast_dropout=fast_dropout,
               cache=cache, source=source, train_full=train_full, train=train, dev=dev, test=test,
               collator=Padding.for_tokenizer(tokenizer), micro=micro, accum=accum, per_epoch=per_epoch,
-              engine=engine, ds_config=ds_config,
+              engine=engine, ds_config=ds_config, heldout=heldout,
               # after DeepSpeed's cast to bf16/fp16 (if any): training itself must leave the frozen weights alone
               frozen_at_start=frozen_digest(engine.module))
     job.best_tensors = ckpt.trainable_state(job.module)
@@ -220,19 +233,36 @@ def save_last(job: Job) -> None:
     job.run.barrier()
 
 
-def evaluate(job: Job) -> None:
-    """Dev metrics now; a new best keeps its weights (and the `best` checkpoint)."""
-    results = {}
+def evaluate(job: Job) -> float:
+    """Dev metrics now (on the whole dev set and on each fixed half, for the report's `held-out` protocol, and on
+    the held-out training rows if any); the predictions are kept; a new best keeps its weights (and the `best`
+    checkpoint). Returns the dev task score."""
+    task = job.task
+    results, halves = {}, {"a": {}, "b": {}}
     for split, encoded in job.dev.items():
-        preds, info = predict(job.module, encoded, job.task, job.run, job.collator, job.eval_batch)
-        results[split] = compute_metrics(job.task, split, preds, labels_by_idx(encoded))
+        preds, info = predict(job.module, encoded, task, job.run, job.collator, job.eval_batch)
+        labels = labels_by_idx(encoded)
+        results[split] = compute_metrics(task, split, preds, labels)
+        for half, values in half_metrics(task, split, preds, labels).items():
+            halves[half][split] = values
         job.eval_rows[split] = info["rows_per_rank"]
-    score = task_score(job.task, results)
+        if job.run.is_main:
+            keep_eval_predictions(job.out.eval_prediction_path(split, job.global_step), preds, task)
+    score = task_score(task, results)
     record = {"step": job.global_step, "epoch": job.epoch + job.step_in_epoch / job.per_epoch,
               "eval/task_score": score}
-    for split, values in results.items():
-        prefix = "eval/" if len(job.dev) == 1 else f"eval/{split}/"
-        record.update({prefix + k: v for k, v in values.items()})
+    for name, metrics in (("", results), ("half_a/", halves["a"]), ("half_b/", halves["b"])):
+        if name:
+            record[f"eval/{name}task_score"] = task_score(task, metrics)
+        for split, values in metrics.items():
+            prefix = f"eval/{name}" if len(job.dev) == 1 else f"eval/{name}{split}/"
+            record.update({prefix + k: v for k, v in values.items()})
+    if job.heldout is not None:  # scored with the first dev split's metrics (MNLI: matched accuracy)
+        first = task.dev_splits[0]
+        preds, _ = predict(job.module, job.heldout, task, job.run, job.collator, job.eval_batch)
+        values = compute_metrics(task, first, preds, labels_by_idx(job.heldout))
+        record["eval/heldout/task_score"] = float(np.mean([values[m] for s, m in task.score if s == first]))
+        record.update({f"eval/heldout/{k}": v for k, v in values.items()})
     job.history.write(record)
     log.info("step %d: dev %s task score %.4f", job.global_step, json.dumps(results), score)
     if score > job.best["score"]:
@@ -242,6 +272,18 @@ def evaluate(job: Job) -> None:
             ckpt.write_checkpoint(job.out.checkpoints_dir, "best", job.global_step, job.best_tensors, None,
                                   {"best": job.best})
             stop.crash_point("between-best-and-last")
+    return score
+
+
+def keep_eval_predictions(path: Path, preds: np.ndarray, task: Task) -> None:
+    """One evaluation's dev predictions, in idx order, as a .npy array (the report's per-example tests read the
+    ones of the evaluation a protocol chooses)."""
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, preds.astype(np.float32 if task.is_regression else np.int16))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def fit(job: Job) -> None:
@@ -277,8 +319,15 @@ def fit(job: Job) -> None:
                 if run.should_stop(job.global_step):
                     save_last(job)
                     raise Interrupted()
-            evaluate(job)
+            score = evaluate(job)
             job.epoch, job.step_in_epoch = job.epoch + 1, 0
+            # ASHA at a rung: rank 0 decides from the other jobs' folders, every rank follows
+            job.pruned = run.gather(prune.decide(spec, job.out.path, job.epoch, score) if run.is_main else None)[0]
+            if job.pruned is not None:
+                log.info("pruned after %d epochs: dev task score %.4f is not in the top 1/%d of %s", job.epoch,
+                         score, spec.prune_reduction, job.pruned["competing"])
+                job.history.write({"event": "pruned", "step": job.global_step, **job.pruned})
+                break
             save_last(job)
             stop.crash_point("after-last")
             stop.pause_for_a_signal(spec.job_id, job.resumed_from is None)
@@ -313,7 +362,7 @@ def finish(job: Job) -> dict:
         final_dev[split] = compute_metrics(task, split, preds, labels_by_idx(encoded))
         if run.is_main:
             files[split] = write_predictions(out.prediction_path(split), task, encoded, preds, with_labels=True)
-    for split, encoded in job.test.items():
+    for split, encoded in job.test.items() if job.pruned is None else ():  # a pruned job predicts dev only
         preds, _ = predict(module, encoded, task, run, job.collator, job.eval_batch)
         if run.is_main:
             files[split] = write_predictions(out.prediction_path(split), task, encoded, preds, with_labels=False)
@@ -364,7 +413,7 @@ def metrics_record(job: Job, final_dev: dict, files: dict, frozen_after: str, di
                              **{split: e.source for split, e in {**job.dev, **job.test}.items()}},
                     "model": model_provenance(spec.model), "versions": library_versions(),
                     "git_commit": git_commit(), "host": socket.gethostname()},
-        wall_seconds=time.time() - job.started, spec=spec.to_dict())
+        wall_seconds=time.time() - job.started, spec=spec.to_dict(), pruned=job.pruned)
 
 
 def main(spec: JobSpec, output_dir: Path, cache_dir: Path | None = None) -> dict:
