@@ -357,3 +357,29 @@ def finish_sweep(results_dir: Path, wandb: str | None = None) -> Finished:
     if lacking:
         return Finished(report, None, lacking)
     return Finished(report, write_submission(results_dir, Path(results_dir) / "submission.zip"), [])
+
+
+def read_report(path: Path) -> dict:
+    """A report.json of this schema, or of the one before (2, read as 3: best-epoch, mean over seeds, and the
+    sections 3 added left empty); another version is refused in one line."""
+    from glue_bench.report.protocols import DESCRIPTIONS
+    from glue_bench.results import schemas
+
+    data = read_json(Path(path))
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if version == schemas.REPORT:
+        return data
+    if version != 2:
+        raise GlueBenchError(f"{path}: report.json schema {version} cannot be read (this glue-bench reads 2 and "
+                             f"{schemas.REPORT}); run glue-bench report again")
+    for row in data.get("rows", []):
+        for cell in row.get("cells", {}).values():
+            cell.setdefault("value", cell.get("mean"))
+            cell.setdefault("median", None)
+        row.setdefault("intervals", {})
+        row.setdefault("seed_scores", {})
+    return {**data, "schema_version": schemas.REPORT,
+            "protocol": {"name": "best-epoch", "aggregate": "mean", "description": DESCRIPTIONS["best-epoch"],
+                         "left_out": []},
+            "comparisons": [], "seeds_note": "", "ranking": None, "expected_validation": [], "device_hours": {},
+            "pruning": None}

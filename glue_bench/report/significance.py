@@ -147,16 +147,17 @@ def comparisons(rows: list[Row], resamples: int = 1000) -> list[Comparison]:
     out: list[Comparison] = []
     for task in GLUE_TASKS:
         present = [r for r in methods if task in r.selections]
-        pairs: set[frozenset[str]] = set()  # a pair is tested once, whichever side asked for it
+        wanted = [(row, full, "full") for row in present
+                  if full is not None and row is not full and task in full.selections]
         for row in present:
             others = [r for r in present if r is not row]
-            wanted = [(full, "full")] if full is not None and row is not full and task in full.selections else []
             if others:
-                wanted.append((max(others, key=lambda r: r.task_scores[task]), "best other"))
-            for other, against in wanted:
-                if frozenset((row.label, other.label)) not in pairs:
-                    pairs.add(frozenset((row.label, other.label)))
-                    out.append(compare_pair(task, row, other, against, resamples))
+                wanted.append((row, max(others, key=lambda r: r.task_scores[task]), "best other"))
+        pairs: set[frozenset[str]] = set()  # a pair is tested once: against full first, then as a best other
+        for row, other, against in wanted:
+            if frozenset((row.label, other.label)) not in pairs:
+                pairs.add(frozenset((row.label, other.label)))
+                out.append(compare_pair(task, row, other, against, resamples))
     for attr in ("p_examples", "p_seeds"):
         tested = [c for c in out if getattr(c, attr) is not None]
         for c, adjusted in zip(tested, holm([getattr(c, attr) for c in tested]), strict=True):
