@@ -233,3 +233,49 @@ def test_interrupt_stops_jobs_with_a_checkpoint_and_releases_claims(tiny_bert, r
     assert {e["event"] for e in events(root)} >= {"start", "interrupted"}
     assert not list((root / "results" / "tiny").glob("*/claim"))
     assert list((root / "results" / "tiny").glob("*/checkpoints/last-*"))
+
+
+def test_asha_prunes_while_the_sweep_runs_and_jobs_record_what_the_protocols_need(tiny_bert, real_glue, tmp_path):
+    """Four learning rates of RTE, one slot (so the jobs reach the rung in the planned order), ASHA with reduction
+    2 (one rung, after epoch 1 of 2); 16 of the 64 training rows held out as the choosing set. Which jobs are
+    pruned follows from the scores the jobs recorded, by the rule; a second run starts nothing."""
+    import numpy as np
+
+    from glue_bench.pruning import promotes
+    from glue_bench.results.job_folder import JobDir
+    from glue_bench.results.metrics import dev_half_a
+
+    sweep = write_sweep(tmp_path, tiny_bert, real_glue, tasks=["rte"], methods={"full": {"learning_rate": [
+        1e-5, 3e-4, 1e-4, 1e-3]}}, max_train_samples=64, max_eval_samples=48, heldout_train_rows=16, prune="asha",
+        prune_reduction=2)
+    glue_bench("plan", str(sweep), cwd=tmp_path)
+    glue_bench("run", "jobs/tiny", "--slots", "1", cwd=tmp_path)
+    starts = [e["job"] for e in events(tmp_path) if e["event"] == "start"]
+    assert len(starts) == 4 and len(results(tmp_path)) == 4  # a pruned job is finished
+    seen, expected = [], set()
+    for job_id in starts:  # the rule applied to the recorded scores after epoch 1, in the order the jobs ran
+        job = JobDir(tmp_path / "results" / "tiny" / job_id)
+        first = job.evaluations()[0]
+        assert first["epoch"] == 1.0
+        seen.append(first["eval/task_score"])
+        if not promotes(seen[-1], seen, 2):
+            expected.add(job_id)
+        metrics = results(tmp_path)[job_id]
+        assert metrics["train_examples"] == 48 and metrics["spec"]["prune"] == "asha"
+        for record in job.evaluations():  # dev halves and the held-out rows at every evaluation
+            assert {"eval/half_a/task_score", "eval/half_b/task_score", "eval/heldout/task_score"} <= set(record)
+            kept = np.load(job.eval_prediction_path("dev", record["step"]))
+            labels = np.array([float(line.split("\t")[2]) for line in
+                               job.prediction_path("dev").read_text().splitlines()[1:]])
+            b = ~dev_half_a(len(labels))
+            assert float(np.mean(kept[b] == labels[b])) == pytest.approx(record["eval/half_b/accuracy"])
+    pruned = {j for j, m in results(tmp_path).items() if m["pruned"]}
+    assert pruned == expected and pruned  # the first job always goes on; with 4 jobs at least one is stopped
+    assert all(results(tmp_path)[j]["pruned"]["epoch"] == 1 and results(tmp_path)[j]["global_steps"] ==
+               results(tmp_path)[j]["global_steps"] for j in pruned)
+    again = glue_bench("run", "jobs/tiny", "--slots", "1", cwd=tmp_path)
+    assert "0 finished now" in again.stdout and len([e for e in events(tmp_path) if e["event"] == "start"]) == 4
+    report = glue_bench("report", "results/tiny", "--protocol", "held-out", cwd=tmp_path)
+    assert f"{len(pruned)} pruned by ASHA" in report.stdout
+    data = json.loads((tmp_path / "results" / "tiny" / "report" / "report.json").read_text())
+    assert not set(data["rows"][0]["selection"]["rte"]["jobs"]) & pruned
