@@ -206,3 +206,25 @@ def test_cancel_and_unreachable_controller(slurm, tmp_path, tiny_bert, real_glue
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: Slurm is not reachable: sinfo failed")
+
+
+def test_asha_under_slurm(slurm, tmp_path, tiny_bert, real_glue):
+    """`run --executor slurm --prune asha`: every array task runs its job with pruning (one at a time, so the jobs
+    reach the rung in order), and which jobs stop follows from their recorded scores by the rule."""
+    from glue_bench.pruning import promotes
+    from glue_bench.results.job_folder import JobDir
+
+    root = write_sweep(tmp_path, tiny_bert, real_glue, tasks=["rte"], prune_reduction=2,
+                       methods={"full": {"learning_rate": [1e-5, 3e-4, 1e-4]}})
+    glue_bench("plan", "tiny.yaml", cwd=root)
+    glue_bench("run", "jobs/tiny", "--executor", "slurm", "--prune", "asha", "--array-parallelism", "1", cwd=root,
+               timeout=600)
+    done = results(root)
+    assert len(done) == 3 and all(m["spec"]["prune"] == "asha" for m in done.values())
+    arrivals = sorted((JobDir(root / "results" / "tiny" / j).evaluations()[0]["time"], j) for j in done)
+    seen, expected = [], set()
+    for _, job_id in arrivals:
+        seen.append(JobDir(root / "results" / "tiny" / job_id).evaluations()[0]["eval/task_score"])
+        if not promotes(seen[-1], seen, 2):
+            expected.add(job_id)
+    assert {j for j, m in done.items() if m["pruned"]} == expected
