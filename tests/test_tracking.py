@@ -99,8 +99,12 @@ def test_report_summary_run_holds_the_report_table(offline_job, tmp_path):
     assert run["run"]["group"] == "s" and run["run"]["job_type"] == "report"
     table = run["tables"]["glue_table"]
     md = (results / "report" / "report.md").read_text().splitlines()
+    assert md[0].startswith("Protocol: best-epoch")
+    md = md[md.index(next(line for line in md if line.startswith("|"))):]
     assert table["columns"] == [c.strip() for c in md[0].strip("|").split("|")]
     assert table["data"][0] == [c.strip() for c in md[2].strip("|").split("|")]
+    assert run["tables"]["tuning_cost"]["columns"][:3] == ["task", "configuration", "settings"]
+    assert run["tables"]["differences"]["columns"][0] == "task"
     budgets = run["tables"]["budget_table"]  # the equal-budget table, as in report.md
     assert budgets["columns"] == ["task", "≤ 0.1%", "≤ 0.5%", "≤ 1%", "≤ 3%", "≤ 100%"]
     # houlsby m=8 on the tiny BERT: 2,528 parameters besides the head, 0.25% of the base model

@@ -73,6 +73,13 @@ class Selection:
     """The choosing score over seeds (the mean, or the median under `--aggregate median`)."""
     records: tuple[JobRecord, ...]
     method: MethodConfig
+    reported_score: float | None = None
+    """The reported score over seeds, the same aggregate (differs from `mean_score` under `held-out`; None: as it)."""
+
+    @property
+    def shown_score(self) -> float:
+        """What the table shows for this selection (0..1)."""
+        return self.mean_score if self.reported_score is None else self.reported_score
 
     @property
     def budget_parameters(self) -> int | None:
@@ -158,7 +165,8 @@ def select(records: list[JobRecord], aggregate: str = "mean") -> list[Selection]
     best: dict[tuple[str, str], Selection] = {}
     for (task, config, lr, epochs, setting), group in settings(records).items():
         candidate = Selection(task, config, lr, epochs, setting, center((r.task_score for r in group), aggregate),
-                              tuple(sorted(group, key=lambda r: r.seed)), group[0].method_config)
+                              tuple(sorted(group, key=lambda r: r.seed)), group[0].method_config,
+                              center((r.score for r in group), aggregate))
         current = best.get((task, config))
         if current is None or _rank(candidate) > _rank(current):
             best[(task, config)] = candidate

@@ -87,8 +87,8 @@ def budget_table(selections: list[Selection], budgets: tuple[float, ...] = DEFAU
             within = [(s, p) for s in selections if s.task == task
                       for p in [budget_percent(s)] if p is not None and p <= budget * (1 + 1e-9)]
             if within:
-                s, p = max(within, key=lambda sp: (sp[0].mean_score, -sp[1]))
-                column.choices[task] = Choice(task, s.config, 100 * s.mean_score, p)
+                s, p = max(within, key=lambda sp: (sp[0].mean_score, -sp[1]))  # chosen by the choosing score
+                column.choices[task] = Choice(task, s.config, 100 * s.shown_score, p)
         columns.append(column)
     return columns
 

@@ -211,6 +211,11 @@ def log_report_run(results_dir: Path, report: Report, report_json: Path, mode: s
     budget_table = (["task", *(c[0] for c in columns)],
                     [[name, *(c[1][i].replace("\n", " ") for c in columns)] for i, name in enumerate(names)])
     tables = {"glue_table": render.table_rows(report.rows), "budget_table": budget_table}
+    if report.analysis is not None:  # the tested differences and the tuning cost, as tables to sort and filter
+        tables["differences"] = render.comparison_table(report.analysis)
+        tables["tuning_cost"] = render.tuning_table(report.analysis, report.rows)
+        if report.analysis.pruning is not None:
+            tables["pruning_replay"] = render.pruning_table(report.analysis)
     return tracking.log_report(
         mode, project=spec.get("wandb_project", "glue-bench"), entity=spec.get("wandb_entity"),
         sweep=results_dir.name, tables=tables, images=[f for f in report.files if f.suffix == ".png"],
