@@ -10,6 +10,7 @@ after a warm-up; ratios are reported, not absolute times (these machines are noi
     python -m benchmarks control-plane --out benchmarks/results-control-plane.json   # status/report/submit at 648 jobs
     python -m benchmarks estimate --out benchmarks/results-estimate.json   # the demo's estimate vs its wall time
     python -m benchmarks commits --against d84ceb5    # this tree's loop against another commit's, alternating
+    python -m benchmarks pruning --work /tmp/pruning   # a real sweep in full, ASHA replayed on it, run again pruned
 """
 
 from __future__ import annotations
@@ -275,7 +276,7 @@ def print_table(results: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("suite", choices=["throughput", "houlsby", "sweep", "all", "profile", "memory-probe", "loop",
-                                          "control-plane", "estimate", "commits"])
+                                          "control-plane", "estimate", "commits", "pruning"])
     parser.add_argument("--loop", choices=LOOPS, default="glue-bench", help="suite `loop`: the one loop to time")
     parser.add_argument("--task", default="sst2", help="suite `loop`: the task")
     parser.add_argument("--rows", type=int, default=2000, help="suite `loop`: training rows sampled")
@@ -299,6 +300,11 @@ def main() -> None:
                         help="suite `estimate`: the sweep to price and run")
     parser.add_argument("--slots", type=int, default=2, help="suite `estimate`: CPU slots")
     parser.add_argument("--against", default=None, help="suite `commits`: the commit whose loop to time beside this")
+    if sys.argv[1:2] == ["pruning"]:  # its own flags: python -m benchmarks pruning --help
+        from benchmarks.pruning import main as pruning_main
+
+        pruning_main(sys.argv[2:])
+        return None
     args = parser.parse_args()
     if args.suite == "estimate":  # calibrate (not on the sweep's tasks), price the sweep, run it, compare
         from benchmarks.estimate import main as estimate_main
