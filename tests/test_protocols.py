@@ -10,9 +10,10 @@ from typer.testing import CliRunner
 
 from glue_bench.cli import app
 from glue_bench.report import protocols
-from glue_bench.report.aggregate import build_rows
+from glue_bench.report.aggregate import build_rows, select
 from glue_bench.report.budgets import BudgetColumn, Choice, shared_tasks
 from glue_bench.report.collect import collect
+from glue_bench.report.replay import replay
 from glue_bench.report.significance import comparisons
 from glue_bench.report.tuning import curves, device_hours
 from glue_bench.results.metrics import dev_half_a
@@ -166,3 +167,56 @@ def test_report_json_of_schema_2_reads_as_3(tmp_path):
     with pytest.raises(Exception, match="schema 1"):
         read_report(path)
     assert np.isclose(dev_half_a(11).sum(), 6)
+
+
+def test_a_test_that_cannot_be_made_says_why(tmp_path):
+    # last-epoch chooses evaluation 2 of [0.9, 0.6]; these jobs kept no predictions of it (only the best's file)
+    for seed in (1, 2):
+        write_curve_job(tmp_path, rte(seed=seed), [0.9, 0.6])
+        write_curve_job(tmp_path, rte(seed=seed, method="bitfit", learning_rate=1e-3), [0.8, 0.7])
+    records, _ = protocols.apply(collect(tmp_path), "last-epoch")
+    [c] = comparisons(build_rows(records), resamples=100)
+    assert c.verdict == "too little to tell" and "kept no predictions of its chosen evaluation" in c.note
+
+
+def test_a_p_at_the_bootstrap_floor_is_refined_by_the_normal_law():
+    from glue_bench.report.stats import paired_example_test
+
+    labels = np.arange(400) % 2
+    test = paired_example_test(labels[None], 1 - labels[None], labels, "accuracy", resamples=100)
+    assert test.p == pytest.approx(1 / 101)  # the floor: every resample is as far from 0 as can be
+    assert test.p_fine < 1e-6 and test.p_fine == test.p_normal  # 100 points apart, tiny standard error
+
+
+def test_a_setting_that_lost_a_seed_to_asha_goes_after_one_that_kept_all(tmp_path):
+    # lr 1e-4: seeds 0.9 and (pruned) 0.2: its surviving mean 0.9 beats lr 1e-3's 0.7 and 0.7, but it lost a seed
+    write_curve_job(tmp_path, rte(seed=1, learning_rate=1e-4), [0.9])
+    write_curve_job(tmp_path, rte(seed=2, learning_rate=1e-4), [0.2], pruned={"rung": 0, "epoch": 1})
+    for seed in (1, 2):
+        write_curve_job(tmp_path, rte(seed=seed, learning_rate=1e-3), [0.7])
+    [selection] = select(collect(tmp_path))
+    assert selection.learning_rate == 1e-3 and selection.complete
+
+
+def test_replay_under_held_out_ranks_by_the_choosing_half(tmp_path):
+    # On the whole dev set the second job is behind (0.5 < 0.6) and would be stopped; on half a it is ahead
+    write_curve_job(tmp_path, rte(learning_rate=1e-4, epochs=3), [0.6, 0.6, 0.6], start=0,
+                    halves=[(0.55, 0.65)] * 3)
+    write_curve_job(tmp_path, rte(learning_rate=1e-3, epochs=3), [0.5, 0.5, 0.5], start=1,
+                    halves=[(0.6, 0.4)] * 3)
+    [whole] = replay(collect(tmp_path), reduction=3)
+    assert len(whole.pruned) == 1
+    records, _ = protocols.apply(collect(tmp_path), "held-out")
+    [held] = replay(records, reduction=3, protocol="held-out")
+    assert held.pruned == []
+
+
+def test_a_shorter_jobs_final_score_competes_at_a_longer_jobs_rung(tmp_path):
+    # reduction 3, rungs after 1 and 3 epochs. A 3-epoch job ends at epoch 3 with 0.8 (its last: never stopped);
+    # a 9-epoch job reaches epoch 3 later with 0.7: k = max(1, 2 // 3) = 1, behind 0.8: stopped there, as live
+    write_curve_job(tmp_path, rte(learning_rate=1e-4, epochs=3), [0.5, 0.6, 0.8], start=0)
+    write_curve_job(tmp_path, rte(learning_rate=1e-4, epochs=9), [0.6, 0.65, 0.7, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9],
+                    start=5)
+    stopped = {g.config: g.pruned for g in replay(collect(tmp_path), reduction=3)}
+    [only] = stopped["full"]
+    assert only.epoch == 3 and only.job_id == rte(learning_rate=1e-4, epochs=9).job_id

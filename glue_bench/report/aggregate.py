@@ -75,6 +75,8 @@ class Selection:
     method: MethodConfig
     reported_score: float | None = None
     """The reported score over seeds, the same aggregate (differs from `mean_score` under `held-out`; None: as it)."""
+    complete: bool = True
+    """No seed of this setting was pruned by ASHA."""
 
     @property
     def shown_score(self) -> float:
@@ -148,8 +150,13 @@ def center(values, aggregate: str = "mean") -> float:
 
 
 def selectable(records: list[JobRecord]) -> list[JobRecord]:
-    """Done jobs with a score that ASHA did not prune."""
-    return [r for r in records if r.done and r.task_score is not None and not r.pruned]
+    """Done jobs with a score that ASHA did not prune and the protocol could score."""
+    return [r for r in records if r.done and r.task_score is not None and not r.pruned and not r.unscored]
+
+
+def _with_pruned_seeds(records: list[JobRecord]) -> set[str]:
+    """The settings (`JobSpec.setting_key`) that lost a seed to ASHA."""
+    return {r.setting for r in records if r.done and r.pruned}
 
 
 def settings(records: list[JobRecord]) -> dict[tuple, list[JobRecord]]:
@@ -163,10 +170,13 @@ def settings(records: list[JobRecord]) -> dict[tuple, list[JobRecord]]:
 def select(records: list[JobRecord], aggregate: str = "mean") -> list[Selection]:
     """Per (task, configuration), the setting with the best mean (or median) dev task score over seeds."""
     best: dict[tuple[str, str], Selection] = {}
+    # A setting whose weaker seeds ASHA stopped would compete with its luckier ones only: settings that kept every
+    # seed go first, and one that lost a seed is chosen only where no setting kept them all.
+    lost = _with_pruned_seeds(records)
     for (task, config, lr, epochs, setting), group in settings(records).items():
         candidate = Selection(task, config, lr, epochs, setting, center((r.task_score for r in group), aggregate),
                               tuple(sorted(group, key=lambda r: r.seed)), group[0].method_config,
-                              center((r.score for r in group), aggregate))
+                              center((r.score for r in group), aggregate), setting not in lost)
         current = best.get((task, config))
         if current is None or _rank(candidate) > _rank(current):
             best[(task, config)] = candidate
@@ -174,7 +184,7 @@ def select(records: list[JobRecord], aggregate: str = "mean") -> list[Selection]
 
 
 def _rank(s: Selection) -> tuple:
-    return (s.mean_score, len(s.records), -s.learning_rate, -s.epochs)
+    return (s.complete, s.mean_score, len(s.records), -s.learning_rate, -s.epochs)
 
 
 def _fill(row: Row, selection: Selection, aggregate: str = "mean") -> None:
@@ -185,7 +195,7 @@ def _fill(row: Row, selection: Selection, aggregate: str = "mean") -> None:
     scores = {r.seed: 100 * r.score for r in selection.records}
     row.seed_scores[task] = scores
     row.task_scores[task] = center(scores.values(), aggregate)
-    interval = seed_interval(list(scores.values()))
+    interval = seed_interval(list(scores.values()), statistic=aggregate)
     if interval is not None:
         row.intervals[task] = interval
     for column, t, split, metric in COLUMNS:
@@ -239,7 +249,7 @@ def majority_row(records: list[JobRecord]) -> Row:
     """Predict the training set's majority class (STS-B: its mean score) on each task's dev labels."""
     import numpy as np
 
-    from glue_bench.results.metrics import compute_metrics
+    from glue_bench.results.metrics import compute_metrics, dev_half_a
 
     row = Row(label=MAJORITY, kind="baseline")
     for task_name in GLUE_TASKS:
@@ -247,11 +257,14 @@ def majority_row(records: list[JobRecord]) -> Row:
         if not done:
             continue
         task, first = TASKS[task_name], done[0]
+        half_b = any(r.example_half == "b" for r in done)  # held-out: the baseline on the half the rows report
         dist = first.train_label_distribution
         constant = dist["mean"] if task.is_regression else int(np.argmax(dist["counts"]))
         dev: dict[str, dict[str, float]] = {}
         for split in task.dev_splits:
             labels = np.asarray(read_dev_labels(first, split))
+            if half_b:
+                labels = labels[~dev_half_a(len(labels))]
             dev[split] = compute_metrics(task, split, np.full(len(labels), constant), labels)
         row.task_scores[task_name] = 100 * statistics.fmean(dev[s][m] for s, m in task.score)
         for column, t, split, metric in COLUMNS:

@@ -69,6 +69,8 @@ class JobRecord:
     """The step of the evaluation a protocol scored (None: `best_step`)."""
     example_half: str | None = None
     """The half of dev the protocol reports on (`b` under `held-out`; None: all of dev)."""
+    unscored: bool = False
+    """Done, but the protocol could not score it (it did not record what the protocol needs): counted, not selected."""
 
     @property
     def score(self) -> float | None:

@@ -1,7 +1,7 @@
 """The papers' protocols: which evaluation of a job chooses, and which one is reported. Pure (no torch).
 
 - `best-epoch` (the default): each job is scored at its best dev evaluation, and the setting with the best score
-  over its seeds is chosen on dev (Houlsby et al.; with `--aggregate median`, the LoRA / VeRA / FourierFT protocol).
+  over its seeds is chosen on dev (with `--aggregate median`, the LoRA / VeRA / FourierFT protocol).
 - `last-epoch`: each job is scored at its last evaluation (`run_glue`'s).
 - `held-out`: the evaluation and the setting are chosen on one half of dev and the score is reported on the other
   (ReFT, RED, PSOFT). Jobs record dev metrics on both fixed halves at every evaluation
@@ -75,7 +75,8 @@ def score(record: JobRecord, protocol: str) -> JobRecord | None:
 
 def apply(records: list[JobRecord], protocol: str) -> tuple[list[JobRecord], list[str]]:
     """Every record as `protocol` scores it (jobs that are not done pass through unchanged), and the ids of done
-    jobs left out because they did not record what it needs (e.g. written before jobs scored the dev halves)."""
+    jobs it could not score because they did not record what it needs (e.g. written before jobs scored the dev
+    halves): those stay in, marked `unscored`, and are never selected."""
     choices.check(Protocol, protocol, "--protocol")
     out, left_out = [], []
     for record in records:
@@ -83,8 +84,9 @@ def apply(records: list[JobRecord], protocol: str) -> tuple[list[JobRecord], lis
             out.append(record)
             continue
         scored = score(record, protocol)
-        if scored is None:
+        if scored is None:  # still a job of the sweep (its counts, its device-hours), never selected
             left_out.append(record.job_id)
+            out.append(dataclasses.replace(record, unscored=True))
         else:
             out.append(scored)
     return out, left_out

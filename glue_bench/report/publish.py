@@ -93,8 +93,8 @@ def analyse(records: list[JobRecord], rows: list[Row], options: ReportOptions, l
     from glue_bench.report import significance, tuning
     from glue_bench.report.replay import replay
 
-    pruning = replay(records, options.prune_reduction, options.prune_min_epochs, options.aggregate) \
-        if options.replay_pruning else None
+    pruning = replay(records, options.prune_reduction, options.prune_min_epochs, options.aggregate,
+                     options.protocol) if options.replay_pruning else None
     return Analysis(options, left_out, significance.comparisons(rows, options.resamples), significance.ranking(rows),
                     significance.seeds_note(rows), tuning.curves(records, options.aggregate),
                     tuning.device_hours(records), pruning)
@@ -383,6 +383,11 @@ def read_report(path: Path) -> dict:
             cell.setdefault("median", None)
         row.setdefault("intervals", {})
         row.setdefault("seed_scores", {})
+    for column in data.get("budgets", []):  # version 2's mean was over the column's own tasks
+        column.setdefault("mean_tasks", sorted(column.get("tasks", {})))
+    if isinstance(data.get("reference"), dict):
+        data["reference"].setdefault("protocol", {"protocol": "best-epoch", "aggregate": "mean", "seeds": None,
+                                                  "note": "read from a version-2 report"})
     return {**data, "schema_version": schemas.REPORT,
             "protocol": {"name": "best-epoch", "aggregate": "mean", "description": DESCRIPTIONS["best-epoch"],
                          "left_out": []},

@@ -291,7 +291,7 @@ def comparison_table(analysis) -> tuple[list[str], list[list[str]]]:
     body = [[TASKS[c.task].display, c.row, c.other + (" (full)" if c.against == "full" else " (best)"),
              c.metric.split("/")[-1], _num(c.delta, "+.2f"), _num(c.p_examples_holm, ".3g"), c.verdict,
              c.seeds_verdict + (f"; {c.note}" if c.note else "")] for c in analysis.comparisons]
-    return ["task", "config", "vs", "metric", "Δ pts", "p Holm", "examples say", "seeds say"], body
+    return ["task", "config", "vs", "metric", "Δ pts", "p Holm", "examples say", "seeds say (task score)"], body
 
 
 def ranking_table(analysis) -> tuple[tuple[list[str], list[list[str]]], str]:

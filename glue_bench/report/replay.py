@@ -12,12 +12,14 @@ start (and reach their rungs) earlier, and may meet fewer scores at a rung than 
 of a group running at once, or the group's jobs started together, the two orders are the same.
 
 Savings: a pruned job saves its device time after the rung (the time from that evaluation to its last, times its
-devices). Selection: the report's selection is made again without the pruned jobs (a setting keeps the seeds
-that were not pruned); what changed is the chosen setting and its reported score.
+devices). Selection: the report's selection is made again as on a live pruned sweep (the pruned jobs out; a
+setting that kept all its seeds goes before one that lost some); what changed is the chosen setting and its
+reported score.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -41,21 +43,33 @@ class Pruned:
     """Device-seconds after the rung."""
 
 
-def _time_at(record: JobRecord, epoch: int) -> tuple[float, float] | None:
-    """(time, task score) of the job's evaluation after `epoch` epochs."""
+def rung_score(evaluation: dict, protocol: str = "best-epoch") -> float:
+    """The score a rung ranks by: the protocol's choosing score (under `held-out` the held-out training rows, or
+    dev half a, so the reporting half never decides what survives); the whole dev set otherwise."""
+    if protocol == "held-out":
+        for key in ("eval/heldout/task_score", "eval/half_a/task_score"):
+            if key in evaluation:
+                return float(evaluation[key])
+    return float(evaluation["eval/task_score"])
+
+
+def _time_at(record: JobRecord, epoch: int, protocol: str = "best-epoch") -> tuple[float, float] | None:
+    """(time, rung score) of the job's evaluation after `epoch` epochs."""
     for e in record.evaluations:
         if math.isclose(float(e.get("epoch", -1)), epoch) and "time" in e:
-            return float(e["time"]), float(e["eval/task_score"])
+            return float(e["time"]), rung_score(e, protocol)
     return None
 
 
 def replay_group(records: list[JobRecord], reduction: int = DEFAULT_REDUCTION,
-                 min_epochs: int = DEFAULT_MIN_EPOCHS) -> list[Pruned]:
-    """The jobs of one group that ASHA would have stopped, given their recorded curves."""
+                 min_epochs: int = DEFAULT_MIN_EPOCHS, protocol: str = "best-epoch") -> list[Pruned]:
+    """The jobs of one group that ASHA would have stopped, given their recorded curves. A job's evaluation at a rung
+    epoch counts as an arrival there even when it is the job's last (a shorter job's final score competes, as it
+    does live, where the other jobs read it from its history); a job is stopped only before its last epoch."""
     arrivals = []  # (time, job order, epoch, score, record)
     for order, r in enumerate(records):
-        for epoch in rung_epochs(r.epochs, min_epochs, reduction):
-            at = _time_at(r, epoch)
+        for epoch in rung_epochs(r.epochs + 1, min_epochs, reduction):
+            at = _time_at(r, epoch, protocol)
             if at is not None:
                 arrivals.append((at[0], order, epoch, at[1], r))
     seen: dict[int, list[float]] = {}
@@ -64,10 +78,12 @@ def replay_group(records: list[JobRecord], reduction: int = DEFAULT_REDUCTION,
         if r.job_id in stopped:
             continue
         seen.setdefault(epoch, []).append(score)
-        if not promotes(score, seen[epoch], reduction):
+        if epoch < r.epochs and not promotes(score, seen[epoch], reduction):
             last = max((float(e["time"]) for e in r.evaluations if "time" in e), default=0.0)
-            at = _time_at(r, epoch)
+            at = _time_at(r, epoch, protocol)
             saved = max(0.0, last - at[0]) * r.world_size if at else 0.0
+            if r.wall_seconds:  # an interruption between the rung and the end is no device time
+                saved = min(saved, device_seconds(r))
             stopped[r.job_id] = Pruned(r.job_id, epoch, score, saved)
     return list(stopped.values())
 
@@ -127,17 +143,20 @@ def _setting(s) -> str:
 
 
 def replay(records: list[JobRecord], reduction: int = DEFAULT_REDUCTION, min_epochs: int = DEFAULT_MIN_EPOCHS,
-           aggregate: str = "mean") -> list[GroupSaving]:
-    """ASHA replayed on every group of done, unpruned jobs; `records` as scored by the report's protocol."""
+           aggregate: str = "mean", protocol: str = "best-epoch") -> list[GroupSaving]:
+    """ASHA replayed on every group of done, unpruned jobs; `records` as scored by the report's `protocol`, whose
+    choosing score the rungs rank by (`rung_score`)."""
     if reduction < 2 or min_epochs < 1:
         raise ValueError("reduction must be 2 or more and min_epochs 1 or more")
-    ran = [r for r in records if r.done and r.task_score is not None and not r.pruned]
+    ran = [r for r in records if r.done and r.task_score is not None and not r.pruned and not r.unscored]
     groups: dict[tuple[str, str], list[JobRecord]] = {}
     for r in ran:
         groups.setdefault((r.task, r.config), []).append(r)
-    stopped = {p.job_id: p for g in groups.values() for p in replay_group(g, reduction, min_epochs)}
+    stopped = {p.job_id: p for g in groups.values() for p in replay_group(g, reduction, min_epochs, protocol)}
     before = {(s.task, s.config): s for s in select(ran, aggregate)}
-    after = {(s.task, s.config): s for s in select([r for r in ran if r.job_id not in stopped], aggregate)}
+    replayed = [dataclasses.replace(r, pruned={"epoch": stopped[r.job_id].epoch}) if r.job_id in stopped else r
+                for r in ran]  # pruned as a live run would have left them (select knows which settings lost seeds)
+    after = {(s.task, s.config): s for s in select(replayed, aggregate)}
     out = []
     for (task, config), group in groups.items():
         saving = GroupSaving(task, config, len(group), [stopped[r.job_id] for r in group if r.job_id in stopped],

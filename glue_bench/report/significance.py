@@ -5,8 +5,11 @@ on the task's main metric (its first score metric: CoLA MCC, MRPC F1, STS-B Pear
 
 - over dev examples, seed by seed: a paired bootstrap of the examples (`stats.paired_example_test`) on the
   predictions of the evaluation the protocol chose for each seed the two rows share (under `held-out`, on the
-  reporting half only);
-- over seeds: an exact sign-flip test of the per-seed task scores (`stats.seed_permutation_test`), which cannot
+  reporting half only); where the bootstrap p is at its floor 1 / (resamples + 1), the normal approximation
+  from the bootstrap's standard error gives the finer p that a correction over many comparisons needs
+  (`ExampleTest.p_fine`);
+- over seeds: an exact sign-flip test of the per-seed task scores (the task score, not only the main metric;
+  `stats.seed_permutation_test`), which cannot
   reject at 0.05 with fewer than `stats.seeds_needed()` seeds; the report says so.
 
 Each kind of p-value is corrected over all the comparisons of the report (Holm). Across tasks, the method rows
@@ -126,16 +129,20 @@ def compare_pair(task: str, row: Row, other: Row, against: str, resamples: int =
         out.p_seeds = seed_permutation_test([a[s] for s in seeds], [b[s] for s in seeds])
         out.smallest_seed_p = smallest_seed_p(len(seeds))
     try:
-        (pa, labels), why = _predictions(row, task, split, seeds)
-        (pb, labels_b), why_b = _predictions(other, task, split, seeds)
-    except (TypeError, OSError, ValueError) as e:  # a prediction file gone or unreadable: said, not fatal
-        out.note = f"predictions unreadable ({type(e).__name__})"
+        got, why = _predictions(row, task, split, seeds)
+        got_b, why_b = _predictions(other, task, split, seeds)
+    except (OSError, ValueError) as e:  # a prediction file gone or unreadable: said, not fatal
+        out.note = f"predictions unreadable ({type(e).__name__}: {e})"[:200]
         return out
-    if why or why_b or not np.array_equal(labels, labels_b):
-        out.note = why or why_b or "the rows' dev sets differ (max_eval_samples)"
+    if why or why_b:
+        out.note = why or why_b
+        return out
+    (pa, labels), (pb, labels_b) = got, got_b
+    if not np.array_equal(labels, labels_b):
+        out.note = "the rows' dev sets differ (max_eval_samples)"
         return out
     test = paired_example_test(pa, pb, labels, metric, resamples=resamples)
-    out.delta, out.p_examples = 100 * test.delta, test.p
+    out.delta, out.p_examples = 100 * test.delta, test.p_fine
     return out
 
 
@@ -152,7 +159,8 @@ def comparisons(rows: list[Row], resamples: int = 1000) -> list[Comparison]:
         for row in present:
             others = [r for r in present if r is not row]
             if others:
-                wanted.append((row, max(others, key=lambda r: r.task_scores[task]), "best other"))
+                # the best other by the choosing score (under held-out not by the half the test reads)
+                wanted.append((row, max(others, key=lambda r: r.selections[task].mean_score), "best other"))
         pairs: set[frozenset[str]] = set()  # a pair is tested once: against full first, then as a best other
         for row, other, against in wanted:
             if frozenset((row.label, other.label)) not in pairs:

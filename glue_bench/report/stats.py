@@ -28,14 +28,16 @@ _CHUNK_FLOATS = 6_250_000
 
 
 def seed_interval(values: Sequence[float], confidence: float = 0.95, resamples: int = 9999,
-                  seed: int = 0) -> tuple[float, float] | None:
-    """A percentile bootstrap interval of the mean over seeds; None for fewer than 2 values."""
+                  seed: int = 0, statistic: str = "mean") -> tuple[float, float] | None:
+    """A percentile bootstrap interval of the mean (or `statistic="median"`) over seeds; None for fewer than 2
+    values."""
     data = np.asarray(values, dtype=np.float64)
     if data.size < 2:
         return None
     if np.all(data == data[0]):
         return float(data[0]), float(data[0])
-    result = stats.bootstrap((data,), np.mean, confidence_level=confidence, n_resamples=resamples,
+    function = np.median if statistic == "median" else np.mean
+    result = stats.bootstrap((data,), function, confidence_level=confidence, n_resamples=resamples,
                              method="percentile", rng=np.random.default_rng(seed))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
@@ -124,6 +126,22 @@ class ExampleTest:
     """Seed pairs (seed s of A with seed s of B)."""
     resamples: int
     """Bootstrap resamples of the examples."""
+    se: float = 0.0
+    """Standard deviation of the bootstrap deltas (the standard error of `delta`)."""
+
+    @property
+    def p_normal(self) -> float:
+        """Two-sided p of delta / se under a normal law: finer than `p` where `p` is at its floor."""
+        if self.se <= 0:
+            return 1.0 if self.delta == 0 else 0.0
+        return float(2 * stats.norm.sf(abs(self.delta) / self.se))
+
+    @property
+    def p_fine(self) -> float:
+        """`p`, or `p_normal` where the bootstrap's `p` is at its floor 1 / (resamples + 1) and so says only that
+        p is at most that (a report correcting for many comparisons needs the finer value)."""
+        floor = 1 / (self.resamples + 1)
+        return min(self.p, self.p_normal) if self.p <= floor else self.p
 
 
 def paired_example_test(a: np.ndarray, b: np.ndarray, labels: np.ndarray, metric: str, resamples: int = 1000,
@@ -161,7 +179,7 @@ def paired_example_test(a: np.ndarray, b: np.ndarray, labels: np.ndarray, metric
     p = (1 + np.count_nonzero(np.abs(boot - delta) >= abs(delta))) / (resamples + 1)
     low, high = np.percentile(boot, [2.5, 97.5])
     return ExampleTest(delta=delta, p=float(p), low=float(low), high=float(high), examples=n, seeds=seeds,
-                       resamples=resamples)
+                       resamples=resamples, se=float(np.std(boot, ddof=1)) if resamples > 1 else 0.0)
 
 
 def seed_permutation_test(a: Sequence[float], b: Sequence[float]) -> float:

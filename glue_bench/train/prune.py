@@ -9,6 +9,7 @@ executor and under Slurm (one shared filesystem).
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from glue_bench.method_config import MethodConfig
 from glue_bench.pruning import promotes, rung_epochs
 from glue_bench.results.job_folder import JobDir
 from glue_bench.spec import JobSpec
+
+log = logging.getLogger(__name__)
 
 
 def rung_scores(results_dir: Path, spec: JobSpec, epoch: int) -> list[float]:
@@ -53,3 +56,13 @@ def decide(spec: JobSpec, output_dir: Path, epoch: int, score: float) -> dict | 
         return None
     return {"rung": rungs.index(epoch), "epoch": epoch, "score": score, "competing": sorted(competing, reverse=True),
             "reduction": spec.prune_reduction}
+
+
+def decide_or_go_on(spec: JobSpec, output_dir: Path, epoch: int, score: float) -> dict | None:
+    """`decide`, failing open: a folder that cannot be read makes the job go on (said in its log), never fail or
+    leave the other ranks waiting for a decision."""
+    try:
+        return decide(spec, output_dir, epoch, score)
+    except Exception as e:  # noqa: BLE001 - pruning is an optimisation; the job is sound without it
+        log.warning("ASHA could not read the group's scores (%s: %s): the job goes on", type(e).__name__, e)
+        return None

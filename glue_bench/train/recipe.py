@@ -211,6 +211,7 @@ def resume(job: Job) -> None:
     ckpt.set_rng_state(rngs[job.run.rank] if len(rngs) == job.run.world else rngs[0])
     job.epoch, job.step_in_epoch, job.global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
     job.best = state["best"]
+    job.pruned = state.get("pruned")  # pruned before a crash in `finish`: the decision stands
     best_ckpt = ckpt.latest_checkpoint(job.out.checkpoints_dir, "best")
     if best_ckpt is not None:
         job.best_tensors = ckpt.read_checkpoint(best_ckpt)[0]
@@ -227,7 +228,8 @@ def save_last(job: Job) -> None:
     rngs = job.run.gather(ckpt.rng_state())
     if job.run.is_main:
         state = {"scheduler": job.engine.lr_scheduler.state_dict(), "rng": rngs, "epoch": job.epoch,
-                 "step_in_epoch": job.step_in_epoch, "global_step": job.global_step, "best": job.best}
+                 "step_in_epoch": job.step_in_epoch, "global_step": job.global_step, "best": job.best,
+                 "pruned": job.pruned}
         ckpt.write_checkpoint(job.out.checkpoints_dir, "last", job.global_step, ckpt.trainable_state(job.module),
                               opt_state, state)
     job.run.barrier()
@@ -295,7 +297,7 @@ def fit(job: Job) -> None:
     examples_since_log, t_log = 0, time.time()
     smallest = spec.smallest_batch(run.world)  # a smaller last batch of an epoch is skipped
     try:
-        while job.epoch < spec.epochs:
+        while job.epoch < spec.epochs and job.pruned is None:
             batches = [b for b in train_batches(job.train.lengths, spec.batch_size, spec.seed, job.epoch,
                                                 spec.group_by_length) if len(b) >= smallest]
             while job.step_in_epoch < len(batches):
@@ -322,13 +324,13 @@ def fit(job: Job) -> None:
             score = evaluate(job)
             job.epoch, job.step_in_epoch = job.epoch + 1, 0
             # ASHA at a rung: rank 0 decides from the other jobs' folders, every rank follows
-            job.pruned = run.gather(prune.decide(spec, job.out.path, job.epoch, score) if run.is_main else None)[0]
+            job.pruned = run.gather(prune.decide_or_go_on(spec, job.out.path, job.epoch, score)
+                                    if run.is_main else None)[0]
             if job.pruned is not None:
                 log.info("pruned after %d epochs: dev task score %.4f is not in the top 1/%d of %s", job.epoch,
                          score, spec.prune_reduction, job.pruned["competing"])
                 job.history.write({"event": "pruned", "step": job.global_step, **job.pruned})
-                break
-            save_last(job)
+            save_last(job)  # with the decision: a job resumed after a crash in `finish` stays pruned
             stop.crash_point("after-last")
             stop.pause_for_a_signal(spec.job_id, job.resumed_from is None)
             if job.epoch < spec.epochs and run.should_stop():
