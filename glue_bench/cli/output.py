@@ -99,7 +99,9 @@ def run_local(jobs_dir: Path, options: RunOptions) -> int:
     finally:
         close()
     counts = ex.counts()
-    say(", ".join(f"{k} {v}" for k, v in counts.items()) + f" ({len(outcome.done)} finished now)")
+    pruned = sum(1 for j in outcome.done if (ex.job(j).metrics() or {}).get("pruned"))
+    say(", ".join(f"{k} {v}" for k, v in counts.items()) + f" ({len(outcome.done)} finished now"
+        + (f", {pruned} of them pruned by ASHA" if pruned else "") + ")")
     for job_id, error in outcome.failed.items():
         err_console.print(f"[red]failed[/red] {job_id}: {error}", highlight=False)
     from glue_bench.results.tracking import offline_sync_hint
@@ -174,7 +176,7 @@ def print_report(report, show_selection: bool) -> None:
         if row.kind == "method" and row.missing_tasks:
             say(f"{row.label}: no results for {', '.join(TASKS[t].display for t in row.missing_tasks)}")
     if report.missing:
-        say("not done: " + ", ".join(report.missing))
+        say("not in the table: " + ", ".join(report.missing))
     if show_selection:
         for row in report.rows:
             for task, s in row.selections.items():

@@ -199,7 +199,9 @@ class LocalExecutor:
             self.durations.append(elapsed)
             self.finished_seconds[run.job_id] = elapsed
             self.outcome.done.append(run.job_id)
-            self.event("done", run.job_id, slot=run.slot.name, seconds=round(elapsed, 2))
+            pruned = (job.metrics() or {}).get("pruned")
+            self.event("done", run.job_id, slot=run.slot.name, seconds=round(elapsed, 2),
+                       **({"pruned_after_epoch": pruned.get("epoch")} if isinstance(pruned, dict) else {}))
         elif code == ExitCode.INTERRUPTED or self.stop:
             self.event("interrupted", run.job_id, slot=run.slot.name, seconds=round(elapsed, 2))
         elif run.beside and not run.alone and ran_out_of_memory(job.log_path, run.log_start, self.error_since(run)):
