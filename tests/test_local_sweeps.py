@@ -249,7 +249,7 @@ def test_asha_prunes_while_the_sweep_runs_and_jobs_record_what_the_protocols_nee
         1e-5, 3e-4, 1e-4, 1e-3]}}, max_train_samples=64, max_eval_samples=48, heldout_train_rows=16, prune="asha",
         prune_reduction=2)
     glue_bench("plan", str(sweep), cwd=tmp_path)
-    first = glue_bench("run", "jobs/tiny", "--slots", "1", cwd=tmp_path)
+    ran = glue_bench("run", "jobs/tiny", "--slots", "1", cwd=tmp_path)
     starts = [e["job"] for e in events(tmp_path) if e["event"] == "start"]
     assert len(starts) == 4 and len(results(tmp_path)) == 4  # a pruned job is finished
     seen, expected = [], set()
@@ -271,7 +271,7 @@ def test_asha_prunes_while_the_sweep_runs_and_jobs_record_what_the_protocols_nee
             assert float(np.mean(kept[b] == labels[b])) == pytest.approx(record["eval/half_b/accuracy"])
     pruned = {j for j, m in results(tmp_path).items() if m["pruned"]}
     assert pruned == expected and pruned  # the first job always goes on; with 4 jobs at least one is stopped
-    assert f"4 finished now, {len(pruned)} of them pruned by ASHA" in first.stdout
+    assert f"4 finished now, {len(pruned)} of them pruned by ASHA" in ran.stdout
     assert {e["job"] for e in events(tmp_path) if e["event"] == "done" and e.get("pruned_after_epoch") == 1} == pruned
     assert all(results(tmp_path)[j]["pruned"]["epoch"] == 1 and results(tmp_path)[j]["global_steps"] ==
                results(tmp_path)[j]["global_steps"] for j in pruned)
