@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from glue_bench.report.stats import (
     expected_max,
@@ -22,14 +20,7 @@ from glue_bench.report.stats import (
     seeds_needed,
     smallest_seed_p,
 )
-
-SKLEARN = {
-    "accuracy": lambda y, p: accuracy_score(y, p),
-    "f1": lambda y, p: f1_score(y, p),
-    "matthews_correlation": lambda y, p: matthews_corrcoef(y, p),
-    "pearson": lambda y, p: pearsonr(y, p).statistic,
-    "spearman": lambda y, p: spearmanr(y, p).statistic,
-}
+from glue_bench.results.metrics import METRIC_FUNCTIONS as SKLEARN  # scikit-learn's and scipy's own functions
 
 
 def random_data(metric: str, n: int, seed: int, classes: int = 2) -> tuple[np.ndarray, np.ndarray]:

@@ -99,7 +99,7 @@ def run_local(jobs_dir: Path, options: RunOptions) -> int:
     finally:
         close()
     counts = ex.counts()
-    pruned = sum(1 for j in outcome.done if (ex.job(j).metrics() or {}).get("pruned"))
+    pruned = len(outcome.pruned)
     say(", ".join(f"{k} {v}" for k, v in counts.items()) + f" ({len(outcome.done)} finished now"
         + (f", {pruned} of them pruned by ASHA" if pruned else "") + ")")
     for job_id, error in outcome.failed.items():

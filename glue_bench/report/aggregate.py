@@ -194,7 +194,7 @@ def _fill(row: Row, selection: Selection, aggregate: str = "mean") -> None:
     row.selections[task] = selection
     scores = {r.seed: 100 * r.score for r in selection.records}
     row.seed_scores[task] = scores
-    row.task_scores[task] = center(scores.values(), aggregate)
+    row.task_scores[task] = 100 * selection.shown_score
     interval = seed_interval(list(scores.values()), statistic=aggregate)
     if interval is not None:
         row.intervals[task] = interval

@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field
 
 from glue_bench.pruning import DEFAULT_MIN_EPOCHS, DEFAULT_REDUCTION, promotes, rung_epochs
-from glue_bench.report.aggregate import center, select
+from glue_bench.report.aggregate import select
 from glue_bench.report.collect import JobRecord
 from glue_bench.report.tuning import device_seconds
 from glue_bench.tasks import GLUE_TASKS
@@ -166,6 +166,6 @@ def replay(records: list[JobRecord], reduction: int = DEFAULT_REDUCTION, min_epo
         for chosen, name in zip(chosen_pair, ("", "_pruned"), strict=True):
             if chosen is not None:
                 setattr(saving, "selected" + name, _setting(chosen))
-                setattr(saving, "score" + name, center((100 * r.score for r in chosen.records), aggregate))
+                setattr(saving, "score" + name, 100 * chosen.shown_score)
         out.append(saving)
     return sorted(out, key=lambda g: (GLUE_TASKS.index(g.task), g.config))

@@ -49,6 +49,8 @@ class Outcome:
     failed: dict[str, str] = field(default_factory=dict)
     skipped_done: list[str] = field(default_factory=list)
     interrupted: bool = False
+    pruned: list[str] = field(default_factory=list)
+    """The jobs of `done` that ASHA stopped at a rung."""
 
     @property
     def exit_code(self) -> int:
@@ -200,6 +202,8 @@ class LocalExecutor:
             self.finished_seconds[run.job_id] = elapsed
             self.outcome.done.append(run.job_id)
             pruned = (job.metrics() or {}).get("pruned")
+            if isinstance(pruned, dict):
+                self.outcome.pruned.append(run.job_id)
             self.event("done", run.job_id, slot=run.slot.name, seconds=round(elapsed, 2),
                        **({"pruned_after_epoch": pruned.get("epoch")} if isinstance(pruned, dict) else {}))
         elif code == ExitCode.INTERRUPTED or self.stop:
