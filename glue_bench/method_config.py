@@ -32,6 +32,9 @@ class Family:
 
 
 ADAPTER_PARAMS = ("bottleneck", "non_linearity", "adapter_init_std", "train_pooler")
+LORA_PARAMS = ("rank", "alpha", "lora_dropout", "target_modules", "train_pooler", "loraplus_ratio")
+ADALORA_PARAMS = ("rank", "init_rank", "alpha", "lora_dropout", "target_modules", "train_pooler", "adalora_tinit",
+                  "adalora_tfinal", "adalora_delta_t", "orth_reg_weight")
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("full", "every parameter"),
     Family("houlsby", "two bottleneck adapters per layer, every LayerNorm and the head (Houlsby et al. 2019)",
@@ -39,19 +42,44 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("pfeiffer", "one bottleneck adapter per layer after the feed-forward block, and the head "
            "(Pfeiffer et al. 2021)", ADAPTER_PARAMS, ("bottleneck",), "bottleneck"),
     Family("lora", "low-rank updates of the chosen projections (default query and value), and the head "
-           "(Hu et al. 2021, through peft)", ("rank", "alpha", "lora_dropout", "target_modules", "train_pooler"),
-           ("rank",), "rank", uses_peft=True),
+           "(Hu et al. 2021, through peft)", LORA_PARAMS, ("rank",), "rank", uses_peft=True),
     Family("bitfit", "every bias of the encoder and the head (Ben Zaken et al. 2022)", ("train_pooler",)),
     Family("ia3", "learned scales of keys, values and the feed-forward activations, and the head "
            "(Liu et al. 2022, through peft)", ("target_modules", "train_pooler"), uses_peft=True),
     Family("layernorm_head", "every LayerNorm and the head (the Houlsby recipe without adapters)", ("train_pooler",)),
+    Family("dora", "LoRA with each weight's update split into a trained magnitude and a low-rank direction "
+           "(Liu et al. 2024, peft's use_dora)", LORA_PARAMS, ("rank",), "rank", uses_peft=True),
+    Family("pissa", "LoRA started from each weight's top-r singular vectors, the frozen base keeping the rest "
+           "(Meng et al. 2024, through peft)", LORA_PARAMS, ("rank",), "rank", uses_peft=True),
+    Family("adalora", "low-rank updates in SVD form whose rank budget moves to the important projections during "
+           "training (Zhang et al. 2023, through peft)", ADALORA_PARAMS, ("rank",), "rank", uses_peft=True),
+    Family("vera", "one pair of frozen random low-rank matrices shared by every layer, trained scaling vectors per "
+           "projection (Kopiczko et al. 2024, through peft)", ("rank", "target_modules", "train_pooler"),
+           ("rank",), "rank", uses_peft=True),
+    Family("fourierft", "a few trained spectral coefficients per projection at fixed random frequencies "
+           "(Gao et al. 2024, through peft)", ("n_frequency", "fourier_scaling", "target_modules", "train_pooler"),
+           ("n_frequency",), "n_frequency", uses_peft=True),
+    Family("boft", "butterfly-factorised orthogonal rotations of the chosen projections (Liu et al. 2024, through "
+           "peft)", ("block_size", "butterfly_factor", "target_modules", "train_pooler"), ("block_size",),
+           "block_size", uses_peft=True),
+    Family("oft", "block-diagonal orthogonal rotations of the chosen projections (Qiu et al. 2023, through peft)",
+           ("block_size", "target_modules", "train_pooler"), ("block_size",), "block_size", uses_peft=True),
+    Family("hra", "a chain of r Householder reflections of each chosen projection (Yuan et al. 2024, through "
+           "peft)", ("rank", "target_modules", "train_pooler"), ("rank",), "rank", uses_peft=True),
+    Family("lntuning", "a trained copy of every LayerNorm of the encoder, and the head (Zhao et al. 2024, through "
+           "peft)", ("train_pooler",), uses_peft=True),
+    Family("peft", "any other peft tuner by its type name, with its config keys passed through",
+           ("peft_type", "peft_options", "target_modules", "train_pooler"), ("peft_type",), uses_peft=True),
 )}
 METHODS = tuple(FAMILIES)
 METHOD_PARAMS = tuple(dict.fromkeys(p for f in FAMILIES.values() for p in f.params))
 """Every spec field that is a method parameter."""
-STRUCTURAL = ("bottleneck", "rank", "alpha", "target_modules", "train_pooler")
+STRUCTURAL = ("bottleneck", "rank", "init_rank", "n_frequency", "block_size", "butterfly_factor", "alpha",
+              "target_modules", "train_pooler", "loraplus_ratio", "peft_type", "peft_options")
 """Method parameters that make a report row; the others are selected per task like the learning rate."""
-SIZE_LETTER = {"bottleneck": "m", "rank": "r"}
+SIZE_LETTER = {"bottleneck": "m", "rank": "r", "n_frequency": "n", "block_size": "b"}
+SIZES = tuple(SIZE_LETTER)
+"""Every family's size parameter."""
 
 # Target-module presets: names of Linear modules relative to an encoder layer (see methods/targets.py).
 TARGET_PRESETS: dict[str, tuple[str, ...]] = {
@@ -61,9 +89,12 @@ TARGET_PRESETS: dict[str, tuple[str, ...]] = {
     "all": ("query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"),
     "ia3": ("key", "value", "output.dense"),
 }
-DEFAULT_TARGETS = {"lora": "qv", "ia3": "ia3"}
-"""Per peft family, the preset used when `target_modules` is not set: LoRA's query and value (Hu et al.);
-(IA)³'s keys, values and the feed-forward output's input (Liu et al.; not the attention output)."""
+DEFAULT_TARGETS = {"lora": "qv", "ia3": "ia3", "dora": "qv", "pissa": "qv", "adalora": "all", "vera": "qv",
+                   "fourierft": "qv", "boft": "qv", "oft": "qv", "hra": "qv", "peft": "qv"}
+"""Per peft family, the preset used when `target_modules` is not set: LoRA's query and value (Hu et al.; also
+DoRA, PiSSA, VeRA, FourierFT, BOFT, OFT, HRA and any `peft` tuner); AdaLoRA's every projection (Zhang et al.);
+(IA)³'s keys, values and the feed-forward output's input (Liu et al.; not the attention output). An encoder
+family may have its own (`glue_bench.encoders`: ModernBERT's fused q, k, v)."""
 FEEDFORWARD_TARGETS = ("output.dense", "intermediate.dense")
 """(IA)³ scales the input of these (the feed-forward activations); of the others, the output."""
 
@@ -108,7 +139,9 @@ class MethodConfig:
                 value = ",".join(target_entries(spec.method, value))
                 if value == ",".join(target_entries(spec.method, None)):
                     value = None
-            if value not in (None, False):
+            if name == "butterfly_factor" and value == 1:
+                value = None  # one factor: plain block-diagonal rotations, the default
+            if value not in (None, False, ()):
                 params.append((name, value))
         return cls(spec.method, tuple(params))
 
@@ -139,6 +172,16 @@ class MethodConfig:
                 parts.append(f"t={value}")
             elif name == "train_pooler":
                 parts.append("+pooler")
+            elif name == "init_rank":
+                parts.append(f"r0={value}")
+            elif name == "butterfly_factor":
+                parts.append(f"bf={value}")
+            elif name == "loraplus_ratio":
+                parts.append(f"lora+={_number(value)}")
+            elif name == "peft_type":
+                parts.append(str(value).lower())
+            elif name == "peft_options":
+                parts += [f"{k}={v}" for k, v in value]
         return parts
 
     @property
@@ -152,14 +195,14 @@ class MethodConfig:
         LoRA's alpha, which is usually scaled with the rank). None for a family without a size."""
         if FAMILIES[self.family].size is None:
             return None
-        drop = ("bottleneck", "rank", "alpha")
+        drop = (*SIZES, "init_rank", "alpha")
         return self.family, tuple(p for p in self.params if p[0] not in drop)
 
     @property
     def best_size_label(self) -> str:
         """`houlsby (best m per task)`, `lora +pooler (best r per task)`."""
         letter = SIZE_LETTER[FAMILIES[self.family].size]
-        return " ".join([self.family, *self._parts(without=("bottleneck", "rank", "alpha")),
+        return " ".join([self.family, *self._parts(without=(*SIZES, "init_rank", "alpha")),
                          f"(best {letter} per task)"])
 
     @property
@@ -173,13 +216,20 @@ class MethodConfig:
 
 
 def id_part(spec) -> str:
-    """The method's readable part of a job id: `houlsby-m64`, `pfeiffer-m48`, `lora-r8-a16`, `ia3`;
-    `-pooler` when the pooler trains."""
+    """The method's readable part of a job id: `houlsby-m64`, `pfeiffer-m48`, `lora-r8-a16`, `ia3`, `vera-r256`,
+    `fourierft-n1000`, `boft-b8`, `peft-lokr`; `-pooler` when the pooler trains (the hash has every parameter)."""
     parts = [spec.method]
     if spec.bottleneck is not None:
         parts.append(f"m{spec.bottleneck}")
     if spec.rank is not None:
-        parts += [f"r{spec.rank}", f"a{_number(lora_alpha(spec.rank, spec.alpha))}"]
+        parts.append(f"r{spec.rank}")
+        if "alpha" in FAMILIES[spec.method].params:
+            parts.append(f"a{_number(lora_alpha(spec.rank, spec.alpha))}")
+    for name in ("n_frequency", "block_size"):
+        if getattr(spec, name) is not None:
+            parts.append(f"{SIZE_LETTER[name]}{getattr(spec, name)}")
+    if spec.peft_type:
+        parts.append(spec.peft_type.lower())
     if spec.train_pooler:
         parts.append("pooler")
     return "-".join(parts)

@@ -65,11 +65,41 @@ class JobSpec:
     target_modules: str | None = None
     """Projections `lora` / `ia3` adapt: a preset (qv, qkv, attention, all) or comma-separated module names
     relative to a layer (`query,value`, `output.dense`); None: lora qv, ia3 key,value,output.dense."""
+    loraplus_ratio: float | None = None
+    """LoRA+ (Hayou et al. 2024; `lora`, `dora`, `pissa`): the B matrices learn at this x learning_rate (None: at
+    learning_rate, plain LoRA)."""
+    init_rank: int | None = None
+    """AdaLoRA: the rank each projection starts with (None: 1.5 x rank, rounded up); `rank` is the average rank
+    the budget ends at."""
+    adalora_tinit: int = 0
+    """AdaLoRA: optimizer steps before the budget starts to shrink (the paper's t_i)."""
+    adalora_tfinal: int = 0
+    """AdaLoRA: last optimizer steps with the final budget fixed (the paper's t_f)."""
+    adalora_delta_t: int = 1
+    """AdaLoRA: optimizer steps between two budget reallocations (the paper's Delta T)."""
+    orth_reg_weight: float = 0.1
+    """AdaLoRA: weight of the penalty that keeps P and Q orthogonal (the paper's gamma, 0.1)."""
+    n_frequency: int | None = None
+    """FourierFT: spectral coefficients trained per projection (required for `fourierft`)."""
+    fourier_scaling: float = 150.0
+    """FourierFT: scale of the spectral update (peft's default)."""
+    block_size: int | None = None
+    """BOFT / OFT: the size b of each orthogonal block (required for `boft` and `oft`)."""
+    butterfly_factor: int = 1
+    """BOFT: butterfly factors m (1: one block-diagonal rotation, as OFT). Needs peft's CUDA kernel above 1."""
+    peft_type: str | None = _field(None, aliases=("type",))
+    """`peft`: the peft tuner's type name (LOKR, LOHA, C3A, ...; peft.PeftType); `type` in a sweep's section."""
+    peft_options: tuple[tuple[str, Any], ...] = _field(default_factory=tuple, grid=False, cli=False)
+    """`peft`: the tuner's own config keys and values, passed through (a sweep's `peft` section's other keys;
+    a list-valued key is one comma-separated string)."""
     train_pooler: bool = False
     """Train BERT's pooler too (methods that freeze the encoder; for checkpoints whose pooler was never
     trained, such as all-MiniLM-L6-v2)."""
     learning_rate: float = 2e-5
     """Peak learning rate of AdamW."""
+    head_learning_rate: float | None = None
+    """Peak learning rate of the task head (VeRA's and FourierFT's recipes train it at its own rate; None: the
+    learning rate). The same schedule applies."""
     batch_size: int = 32
     """Global batch size: per-device batch x gradient accumulation x world size."""
     epochs: int = 3
@@ -159,16 +189,32 @@ class JobSpec:
                 raise bad(name, f"choose one of {', '.join(choices.values(choice))}")
         family = FAMILIES[self.method]
         for name in METHOD_PARAMS:
-            if name not in family.params and getattr(self, name) != FIELDS[name].default:
+            if name not in family.params and getattr(self, name) != default_of(name):
                 takes = ", ".join(f.name for f in FAMILIES.values() if name in f.params)
                 raise bad(name, f"{name} does not apply to {self.method} (it is a parameter of {takes})")
         for name in family.required:
             if getattr(self, name) is None:
                 raise bad(name, f"{self.method} needs {name}")
-        for name in ("bottleneck", "rank"):
+        for name in ("bottleneck", "rank", "init_rank", "n_frequency", "block_size", "butterfly_factor",
+                     "adalora_delta_t"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise bad(name, "must be a positive integer")
+        for name in ("adalora_tinit", "adalora_tfinal"):
+            if getattr(self, name) < 0:
+                raise bad(name, "must be 0 or a positive number of steps")
+        for name in ("loraplus_ratio", "head_learning_rate", "fourier_scaling"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise bad(name, "must be a positive number")
+        if not (math.isfinite(self.orth_reg_weight) and self.orth_reg_weight >= 0):
+            raise bad("orth_reg_weight", "must be >= 0")
+        if self.init_rank is not None and self.rank is not None and self.init_rank < self.rank:
+            raise bad("init_rank", f"must be at least the final average rank ({self.rank})")
+        if self.method == "adalora" and self.zero_stage > 0:
+            raise bad("zero_stage", "adalora reads each step's gradients, which ZeRO moves out of the parameters: "
+                      "use zero_stage 0")
+        self._check_peft_options(bad)
         if self.alpha is not None and not self.alpha > 0:
             raise bad("alpha", "must be a positive number")
         if not 0 <= self.lora_dropout < 1:
@@ -200,6 +246,22 @@ class JobSpec:
         if self.heldout_train_rows is not None and self.max_train_samples is not None \
                 and self.heldout_train_rows >= self.max_train_samples:
             raise bad("heldout_train_rows", f"must be fewer than max_train_samples ({self.max_train_samples})")
+
+    def _check_peft_options(self, bad) -> None:
+        import re
+
+        if self.peft_type is not None and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", self.peft_type):
+            raise bad("peft_type", "a peft tuner type name such as LOKR, LOHA or C3A")
+        if not isinstance(self.peft_options, tuple) or not all(
+                isinstance(o, tuple) and len(o) == 2 and isinstance(o[0], str) for o in self.peft_options):
+            raise bad("peft_options", "(key, value) pairs")
+        for key, value in self.peft_options:
+            if key in ("target_modules", "task_type", "peft_type", "modules_to_save"):
+                raise bad("peft_options", f"{key} is set by glue-bench (target_modules is its own sweep key)")
+            if value is not None and not isinstance(value, bool | int | float | str):
+                raise bad("peft_options", f"{key}: a scalar value (a list is one comma-separated string)")
+        if [k for k, _ in self.peft_options] != sorted({k for k, _ in self.peft_options}):
+            raise bad("peft_options", "each key once, in sorted order")
 
     @property
     def world_size(self) -> int:
@@ -241,7 +303,7 @@ class JobSpec:
         keyed: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if not meta(f, "in_id") or (f.default is not dataclasses.MISSING and value == f.default):
+            if not meta(f, "in_id") or (default_of(f.name) is not dataclasses.MISSING and value == default_of(f.name)):
                 continue
             keyed[f.name] = model_identity(value) if f.name == "model" else value
         return keyed
@@ -283,6 +345,14 @@ class JobSpec:
             if not isinstance(d["tags"], list | tuple) or not all(isinstance(t, str) for t in d["tags"]):
                 raise SpecFieldError("tags", d["tags"], "a list of strings")
             d["tags"] = tuple(d["tags"])
+        if "peft_options" in d:
+            options = d["peft_options"]
+            if isinstance(options, dict):
+                options = sorted(options.items())
+            if not isinstance(options, list | tuple) or not all(isinstance(o, list | tuple) and len(o) == 2
+                                                                 for o in options):
+                raise SpecFieldError("peft_options", d["peft_options"], "a mapping or a list of [key, value] pairs")
+            d["peft_options"] = tuple(sorted((str(k), v) for k, v in options))
         try:
             return cls(**d)
         except TypeError as e:
@@ -304,6 +374,12 @@ class JobSpec:
         if not isinstance(d, dict):
             raise GlueBenchError(f"{path}: a job spec is a JSON object")
         return cls.from_dict(d)
+
+
+def default_of(name: str) -> Any:
+    """A field's default value (a `default_factory`'s value for tuple fields; MISSING for task and model)."""
+    f = FIELDS[name]
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
 FIELD_DEFAULTS = {"in_id": True, "grid": True, "cli": True, "flag": None, "aliases": ()}

@@ -260,7 +260,7 @@ def test_ia3_scales_get_no_weight_decay():
 
     model = classifier("bert")
     apply_method(model, spec("ia3"))
-    decay, plain = optimizer_groups(model, 0.01)
+    decay, plain = optimizer_groups(model, spec("ia3", weight_decay=0.01))
     names = {id(p): n for n, p in model.named_parameters()}
     assert all(".ia3_l." not in names[id(p)] for p in decay["params"])
     assert sum(".ia3_l." in names[id(p)] for p in plain["params"]) == 6

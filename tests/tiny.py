@@ -14,7 +14,7 @@ HIDDEN, LAYERS, HEADS, INTERMEDIATE = 32, 2, 2, 64
 
 
 def tiny_config(kind: str = "bert"):
-    from transformers import BertConfig, ElectraConfig, RobertaConfig
+    from transformers import BertConfig, DebertaV2Config, ElectraConfig, ModernBertConfig, RobertaConfig
 
     common = {"vocab_size": 30522, "hidden_size": HIDDEN, "num_hidden_layers": LAYERS, "num_attention_heads": HEADS,
                   "intermediate_size": INTERMEDIATE, "max_position_embeddings": 130, "type_vocab_size": 2}
@@ -24,6 +24,15 @@ def tiny_config(kind: str = "bert"):
         return RobertaConfig(**{**common, "max_position_embeddings": 132, "type_vocab_size": 1})
     if kind == "electra":
         return ElectraConfig(**common, embedding_size=HIDDEN)
+    if kind == "deberta-v2":  # DeBERTa-v3's layout: relative attention, position buckets, no absolute positions
+        return DebertaV2Config(**{**common, "type_vocab_size": 0}, relative_attention=True, position_buckets=16,
+                               norm_rel_ebd="layer_norm", share_att_key=True, pos_att_type=["p2c", "c2p"],
+                               position_biased_input=False, max_relative_positions=-1, pooler_hidden_size=HIDDEN)
+    if kind == "modernbert":  # pre-LayerNorm, fused Wqkv, GLU feed-forward, no biases; 3 layers: 1 global + 2 local
+        return ModernBertConfig(vocab_size=30522, hidden_size=HIDDEN, num_hidden_layers=3,
+                                num_attention_heads=HEADS, intermediate_size=INTERMEDIATE, max_position_embeddings=256,
+                                global_attn_every_n_layers=3, local_attention=16, pad_token_id=0, bos_token_id=101,
+                                eos_token_id=102, cls_token_id=101, sep_token_id=102)
     raise ValueError(kind)
 
 

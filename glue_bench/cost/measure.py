@@ -42,7 +42,7 @@ from glue_bench.cost.arithmetic import (
 from glue_bench.cost.calibration import Calibration, cpu_device_name, save_calibration
 from glue_bench.errors import GlueBenchError, SpecFieldError
 from glue_bench.results.job_folder import JobDir
-from glue_bench.spec import JobSpec
+from glue_bench.spec import JobSpec, default_of
 from glue_bench.train import rank_arguments
 
 log = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ def _calibrate_one(request: CalibrationRequest, spec: JobSpec, precision: str, d
     startup = _startup_seconds(spec, speed, structure, train, dev, threads, cache_dir) if request.measure_startup \
         else 0.0
     config = {k: v for k, v in spec.to_dict().items()
-              if k in _method_fields() and v != JobSpec.__dataclass_fields__[k].default}
+              if k in _method_fields() and v != default_of(k)}
     return Calibration(model=model_identity(request.model), method=spec.method, device=device_name,
                        precision=precision, speed=Speed(train_rate, eval_rate, startup), structure=structure,
                        config=config, tokens_per_s=tokens_per_s, task=task.name,

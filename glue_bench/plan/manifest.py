@@ -16,6 +16,7 @@ from glue_bench.results.job_folder import JobDir, atomic_write_json, atomic_writ
 from glue_bench.spec import JobSpec
 from glue_bench.tasks import TASKS
 from glue_bench.train.preflight import (
+    check_methods_fit,
     check_model,
     check_model_limits,
     data_folder,
@@ -66,6 +67,7 @@ def check_inputs(sweep: Sweep, specs: list[JobSpec], jobs_dir: Path, skip_missin
     check_model(sweep.model, weights_needed)
     if specs:  # the longest sequences the sweep asks for, within the model's limits (one config read)
         check_model_limits(max(specs, key=lambda s: s.max_seq_length))
+        check_methods_fit(specs)
     problems = missing_data(sweep, specs)
     if problems and not skip_missing:
         task, why = next(iter(problems.items()))

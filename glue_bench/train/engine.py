@@ -56,7 +56,7 @@ def initialize_engine(model, spec: JobSpec, run: Run, ds_config: dict, warmup_st
     import deepspeed
 
     # fused: one kernel per parameter group on CPUs and GPUs (the per-tensor loop cost ~0.2 s a step on MiniLM)
-    optimizer = torch.optim.AdamW(optimizer_groups(model, spec.weight_decay), lr=spec.learning_rate, fused=True)
+    optimizer = torch.optim.AdamW(optimizer_groups(model, spec), lr=spec.learning_rate, fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(warmup_steps, total_steps))
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
                                            config=ds_config)
@@ -76,15 +76,28 @@ def initialize_engine(model, spec: JobSpec, run: Run, ds_config: dict, warmup_st
     return engine
 
 
-def optimizer_groups(model, weight_decay: float) -> list[dict]:
+def optimizer_groups(model, spec: JobSpec) -> list[dict]:
     """AdamW groups: weight decay on weight matrices, none on biases, LayerNorm parameters and (IA)³'s
-    scales (they start at one: decay would pull them to zero, not to the pretrained model)."""
+    scales (they start at one: decay would pull them to zero, not to the pretrained model); within each, one group
+    per learning rate: the task head's `head_learning_rate` and the method's own factors (LoRA+'s B matrices)."""
+    from glue_bench.train.methods import method_hooks
+    from glue_bench.train.methods.common import head_parameters
+
+    hooks = method_hooks(model)
+    head = {id(p) for p in head_parameters(model)}
     no_decay = {id(p) for m in model.modules() if isinstance(m, torch.nn.LayerNorm) for p in m.parameters()}
-    decay, plain = [], []
+    # the groups at the job's rate come first, as before there were others (checkpoints keep their layout);
+    # DeepSpeed drops an empty group, so there is none
+    groups: dict[tuple[bool, float], list] = {}
     for name, p in model.named_parameters():
-        if p.requires_grad:
-            (plain if name.endswith(".bias") or ".ia3_l." in name or id(p) in no_decay else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+        if not p.requires_grad:
+            continue
+        decays = not (name.endswith(".bias") or ".ia3_l." in name or id(p) in no_decay)
+        lr = spec.head_learning_rate if id(p) in head and spec.head_learning_rate else spec.learning_rate
+        groups.setdefault((decays, lr * hooks.learning_rate_scale(name)), []).append(p)
+    order = sorted(groups, key=lambda key: (key[1] != spec.learning_rate, not key[0], key[1]))
+    return [{"params": groups[key], "weight_decay": spec.weight_decay if key[0] else 0.0, "lr": key[1]}
+            for key in order]
 
 
 def linear_schedule(warmup_steps: int, total_steps: int):
@@ -96,18 +109,26 @@ def linear_schedule(warmup_steps: int, total_steps: int):
     return factor
 
 
-def train_step(engine, train: Encoded, batch_rows: np.ndarray, run: Run, accum: int, collator: Padding):
-    """One optimizer step on one global batch: this rank's micro-batches, forward, backward, step.
+def train_step(engine, train: Encoded, batch_rows: np.ndarray, run: Run, accum: int, collator: Padding,
+               step: int = 0):
+    """One optimizer step on one global batch: this rank's micro-batches, forward, backward, step, with the
+    method's hooks (`glue_bench.train.methods.MethodHooks`) around it. `step`: optimizer steps done before.
 
-    Returns (sum of micro-batch losses x examples, as a device tensor; examples seen by this rank)."""
+    Returns (sum of micro-batch task losses x examples, as a device tensor; examples seen by this rank)."""
+    from glue_bench.train.methods import method_hooks
+
+    hooks = method_hooks(engine.module)
     loss_sum, examples = 0.0, 0
     for rows in rank_micro_batches(batch_rows, run.world, run.rank, accum):
         batch = to_device(collator(train, rows), run.device)
         out = engine(**batch)
         # The model's loss is a mean over the micro-batch; rescale so that DeepSpeed's averaging over
         # accumulation steps and ranks yields the exact global-batch mean.
-        engine.backward(out.loss * (len(rows) * run.world * accum / len(batch_rows)))
+        engine.backward(hooks.loss(out.loss) * (len(rows) * run.world * accum / len(batch_rows)))
+        if engine.is_gradient_accumulation_boundary():
+            hooks.before_step(step)
         engine.step()
         loss_sum = loss_sum + out.loss.detach() * len(rows)
         examples += len(rows)
+    hooks.after_step(step)
     return loss_sum, examples

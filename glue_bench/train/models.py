@@ -50,32 +50,24 @@ def load_model(model: str, task: Task):
         ) from None
 
 
-# Sizes of common hub models, for pricing one whose config is not on this machine (offline).
-KNOWN_CONFIGS = {
-    "bert-base-uncased": ("bert", 30522, 768, 12, 12, 3072), "bert-base-cased": ("bert", 28996, 768, 12, 12, 3072),
-    "bert-large-uncased": ("bert", 30522, 1024, 24, 16, 4096), "bert-large-cased": ("bert", 28996, 1024, 24, 16, 4096),
-    "roberta-base": ("roberta", 50265, 768, 12, 12, 3072), "roberta-large": ("roberta", 50265, 1024, 24, 16, 4096),
-}
-
-
 def model_config(model: str, num_labels: int = 2):
-    """The model's config: from its folder or the local hub cache, else a known hub id's published sizes."""
-    from transformers import AutoConfig, BertConfig, RobertaConfig
+    """The model's config: from its folder or the local hub cache, else a built-in hub id's published values
+    (`glue_bench.encoders.BUILT_IN_CONFIGS`)."""
+    from transformers import AutoConfig
+
+    from glue_bench.encoders import built_in_config
 
     path = resolve_model(model)
     go_offline_without_hub(path)
     try:
         return AutoConfig.from_pretrained(path, num_labels=num_labels)
     except (OSError, ValueError) as e:
-        known = KNOWN_CONFIGS.get(model.split("/")[-1])
+        known = built_in_config(model)
         if known is None:
             raise GlueBenchError(f"cannot read the config of {model!r} ({str(e).splitlines()[0]}); give a model "
                                  "folder") from None
-        kind, vocab, hidden, layers, heads, ffn = known
-        cls, extra = (RobertaConfig, {"max_position_embeddings": 514, "type_vocab_size": 1}) if kind == "roberta" \
-            else (BertConfig, {})
-        return cls(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                   intermediate_size=ffn, num_labels=num_labels, **extra)
+        values = dict(known)
+        return AutoConfig.for_model(values.pop("model_type"), num_labels=num_labels, **values)
 
 
 def count_shape(model) -> dict[str, int]:

@@ -11,13 +11,14 @@ import os
 import re
 from pathlib import Path
 
+from glue_bench.encoders import BY_MODEL_TYPE, check_fits, config_dict
 from glue_bench.errors import GlueBenchError
 from glue_bench.model_source import go_offline_if_unreachable, in_hub_cache, is_model_path, resolve_model
 from glue_bench.spec import JobSpec
 from glue_bench.tasks import HUB_DATASET, TASKS
 
-# Encoders with the BERT output-block structure the methods are defined on (methods/common.py).
-SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "camembert")
+SUPPORTED_MODEL_TYPES = tuple(BY_MODEL_TYPE)
+"""Encoders whose layout glue-bench declares (`glue_bench.encoders`)."""
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -108,22 +109,24 @@ POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}
 
 
 def model_config_json(model: str) -> dict | None:
-    """A model's config.json without torch: from its folder, or the local hub cache for a hub id (None if not here)."""
-    model = resolve_model(model)
-    path = Path(model).expanduser() / "config.json" if is_model_path(model) else None
-    if path is None:
-        from huggingface_hub import try_to_load_from_cache
-
-        try:
-            found = try_to_load_from_cache(model, "config.json")
-        except ValueError:
-            return None
-        path = Path(found) if isinstance(found, str) else None
-    try:
-        config = json.loads(path.read_text()) if path is not None else None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
+    """A model's config.json without torch: from its folder, built in for a known hub id, or the local hub cache's
+    (None if none has it)."""
+    config = config_dict(model)
     return config if isinstance(config, dict) else None
+
+
+def check_methods_fit(specs) -> None:
+    """Each method configuration of `specs` can work on its model (`glue_bench.encoders.check_fits`), where the
+    model's config can be read without torch; a model whose config is not here is checked when its job starts."""
+    seen = set()
+    for spec in specs:
+        key = (spec.model, spec.method, spec.target_modules)
+        if key in seen:
+            continue
+        seen.add(key)
+        config = model_config_json(spec.model)
+        if config is not None and config.get("model_type") in BY_MODEL_TYPE:
+            check_fits(config, spec)
 
 
 def check_model_limits(spec: JobSpec) -> None:
@@ -142,6 +145,7 @@ def check_job(spec: JobSpec, out: Path | None = None) -> None:
     """Every check of a job's inputs that needs no torch; raises the first problem as one line."""
     check_model(spec.model)
     check_model_limits(spec)
+    check_methods_fit([spec])
     check_data(spec)
     if out is not None:
         check_output_dir(out)

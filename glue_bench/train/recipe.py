@@ -40,7 +40,7 @@ from glue_bench.train.data import Encoded, Padding, TokenCache, resolve_data_sou
 from glue_bench.train.dropout import use_fast_dropout
 from glue_bench.train.engine import build_engine, train_step
 from glue_bench.train.history import History, setup_logging, start_tracker, summary_values
-from glue_bench.train.methods import ParameterCounts, apply_method
+from glue_bench.train.methods import ParameterCounts, apply_method, method_hooks
 from glue_bench.train.models import load_model, load_tokenizer
 from glue_bench.train.prediction import labels_by_idx, predict, write_predictions
 from glue_bench.train.preflight import check_job
@@ -165,6 +165,7 @@ def setup(spec: JobSpec, output_dir: Path, cache_dir: Path | None = None) -> Job
     total_steps = per_epoch * spec.epochs
     if total_steps == 0:
         raise GlueBenchError(f"{len(train)} training examples make no batch of {spec.batch_size}")
+    method_hooks(model).begin(total_steps)  # AdaLoRA's budget schedule counts the job's steps
     engine, ds_config = build_engine(model, spec, run, precision, math.ceil(spec.warmup_ratio * total_steps),
                                      total_steps)
     job = Job(spec=spec, out=out, run=run, task=task, started=started, precision=precision, tracker=tracker,
@@ -212,6 +213,7 @@ def resume(job: Job) -> None:
     job.epoch, job.step_in_epoch, job.global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
     job.best = state["best"]
     job.pruned = state.get("pruned")  # pruned before a crash in `finish`: the decision stands
+    method_hooks(job.module).load_state_dict(state.get("method", {}))
     best_ckpt = ckpt.latest_checkpoint(job.out.checkpoints_dir, "best")
     if best_ckpt is not None:
         job.best_tensors = ckpt.read_checkpoint(best_ckpt)[0]
@@ -229,7 +231,7 @@ def save_last(job: Job) -> None:
     if job.run.is_main:
         state = {"scheduler": job.engine.lr_scheduler.state_dict(), "rng": rngs, "epoch": job.epoch,
                  "step_in_epoch": job.step_in_epoch, "global_step": job.global_step, "best": job.best,
-                 "pruned": job.pruned}
+                 "pruned": job.pruned, "method": method_hooks(job.module).state_dict()}
         ckpt.write_checkpoint(job.out.checkpoints_dir, "last", job.global_step, ckpt.trainable_state(job.module),
                               opt_state, state)
     job.run.barrier()
@@ -302,7 +304,7 @@ def fit(job: Job) -> None:
                                                 spec.group_by_length) if len(b) >= smallest]
             while job.step_in_epoch < len(batches):
                 step_loss, step_examples = train_step(engine, job.train, batches[job.step_in_epoch], run, job.accum,
-                                                      job.collator)
+                                                      job.collator, job.global_step)
                 loss_sum += step_loss  # a device tensor: no host sync here
                 examples_since_log += step_examples
                 job.step_in_epoch += 1
@@ -377,7 +379,7 @@ def finish(job: Job) -> dict:
     metrics = None
     if run.is_main:
         stop.crash_point("finish")  # the predictions are written; the weights and metrics.json are not
-        save_weights(out, spec, module, job.tokenizer, job.best_tensors)
+        save_weights(out, spec, module, job.tokenizer, job.best_tensors, task)
         metrics = out.write_metrics(metrics_record(job, final_dev, files, frozen_after, digests))  # last
         job.tracker.summary(summary_values(metrics))
         job.tracker.finish()

@@ -18,8 +18,9 @@ def saves_whole_model(spec: JobSpec) -> bool:
     return spec.method == "full"
 
 
-def save_weights(folder: JobDir, spec: JobSpec, module, tokenizer, tensors: dict) -> None:
-    """The best dev weights `tensors` (already loaded into `module`) of a finished job, into `folder`."""
+def save_weights(folder: JobDir, spec: JobSpec, module, tokenizer, tensors: dict, task: Task | None = None) -> None:
+    """The best dev weights `tensors` (already loaded into `module`) of a finished job, into `folder` (peft's
+    folder is written on a fresh copy of the base model for `task`)."""
     if saves_whole_model(spec):
         module.save_pretrained(folder.model_dir, safe_serialization=True)
         tokenizer.save_pretrained(folder.model_dir)
@@ -28,11 +29,13 @@ def save_weights(folder: JobDir, spec: JobSpec, module, tokenizer, tensors: dict
     from safetensors.torch import save
 
     atomic_write_bytes(folder.adapter_path, save(tensors, metadata={"job_id": spec.job_id, "method": spec.method}))
-    peft_config = getattr(module, "peft_folder_config", None)
-    if peft_config is not None:  # lora, ia3: also peft's own folder, for `PeftModel.from_pretrained`
-        from glue_bench.train.methods.targets import write_peft_folder
+    if getattr(module, "peft_folder_config", None) is not None:  # peft's methods: also its own folder
+        from glue_bench.tasks import get_task
+        from glue_bench.train.methods.peft_path import write_peft_folder
+        from glue_bench.train.models import load_model
 
-        write_peft_folder(peft_config, folder.peft_dir, tensors)
+        task = task or get_task(spec.task)
+        write_peft_folder(module, spec, folder.peft_dir, tensors, lambda: load_model(spec.model, task))
         follow_umask(folder.peft_dir)
 
 

@@ -1,10 +1,11 @@
 """Fine-tuning methods. They differ in one place: how the model is changed and which parameters train.
 
 Each method module is named after its family and has `prepare(model, spec) -> None`: it edits the model in place
-(adds adapters, injects peft layers) and sets `requires_grad`. The families, their names and parameters are
-declared once, without torch, in `glue_bench.method_config.FAMILIES`; `REGISTRY` maps each to its module's
-`prepare` (a family without a module fails at import, and a test checks both ways); `apply_method` runs one and
-returns the parameter counts every job records.
+(adds adapters, injects peft layers) and sets `requires_grad`; what it needs from the training loop it leaves on
+the model as its `MethodHooks` (`method_hooks(model)`; AdaLoRA's budget, LoRA+'s learning rates). The families,
+their names and parameters are declared once, without torch, in `glue_bench.method_config.FAMILIES`; `REGISTRY`
+maps each to its module's `prepare` (a family without a module fails at import, and a test checks both ways);
+`apply_method` runs one and returns the parameter counts every job records.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from dataclasses import dataclass
 from glue_bench.method_config import METHODS
 from glue_bench.spec import JobSpec
 from glue_bench.train.methods.common import check_architecture
+from glue_bench.train.methods.peft_path import MethodHooks, method_hooks
+
+__all__ = ["REGISTRY", "MethodHooks", "ParameterCounts", "apply_method", "method_hooks"]
 
 REGISTRY: dict[str, Callable] = {name: importlib.import_module(f"{__name__}.{name}").prepare for name in METHODS}
 

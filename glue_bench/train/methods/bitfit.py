@@ -1,14 +1,16 @@
 """BitFit (Ben Zaken et al. 2022): every bias of the encoder and the task head train, nothing else.
 
 "Every bias": the attention's query, key, value and output projections, the feed-forward projections, every
-LayerNorm's beta (the embeddings' included) and the pooler's.
+LayerNorm's beta (the embeddings' included) and the pooler's. An encoder without biases (ModernBERT as
+published) is refused.
 """
 
 from __future__ import annotations
 
 import itertools
 
-from glue_bench.train.methods.common import extra_parameters, head_parameters, train_only
+from glue_bench.errors import GlueBenchError
+from glue_bench.train.methods.common import architecture_name, extra_parameters, head_parameters, train_only
 
 
 def bias_parameters(model):
@@ -18,4 +20,8 @@ def bias_parameters(model):
 
 
 def prepare(model, spec) -> None:
-    train_only(model, itertools.chain(bias_parameters(model), head_parameters(model), extra_parameters(model, spec)))
+    biases = list(bias_parameters(model))
+    if not biases:
+        raise GlueBenchError(f"bitfit: {architecture_name(model)} has no bias in its encoder (ModernBERT's "
+                             "attention_bias, mlp_bias and norm_bias are false): nothing but the head would train")
+    train_only(model, itertools.chain(biases, head_parameters(model), extra_parameters(model, spec)))

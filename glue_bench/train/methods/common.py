@@ -1,4 +1,5 @@
-"""What the methods share: finding the BERT-style output blocks, LayerNorms and the task head."""
+"""What the methods share: an encoder's layers (where its family says they are), its LayerNorms and the task
+head."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Iterator
 
 from torch import nn
 
+from glue_bench.encoders import Encoder, encoder_for
 from glue_bench.errors import GlueBenchError
 
 
@@ -14,31 +16,49 @@ def architecture_name(model) -> str:
     return f"{type(model).__name__} ({model.config.model_type}{', ' + archs[0] if archs else ''})"
 
 
-def _is_output_block(block) -> bool:
-    return all(isinstance(getattr(block, name, None), kind)
-               for name, kind in (("dense", nn.Linear), ("dropout", nn.Dropout), ("LayerNorm", nn.LayerNorm)))
+def encoder_of(model) -> Encoder:
+    """The model's encoder family (`glue_bench.encoders`), or a one-line error naming the supported ones."""
+    config = getattr(model, "config", None)
+    return encoder_for(getattr(config, "model_type", type(model).__name__), architecture_name(model)
+                       if config is not None else type(model).__name__)
 
 
-def output_blocks(model) -> Iterator[tuple[str, nn.Module]]:
-    """(name, block) for each layer's attention output and feed-forward output, in order.
+def submodule(root: nn.Module, path: str) -> nn.Module:
+    for part in path.split("."):
+        root = getattr(root, part)
+    return root
 
-    A block projects (`dense`), applies `dropout`, then adds the residual and normalises (`LayerNorm`):
-    the structure BERT, RoBERTa and ELECTRA share and the one Houlsby adapters are defined on.
-    """
-    layers = getattr(getattr(model.base_model, "encoder", None), "layer", None)
-    for i, layer in enumerate(layers or []):
-        yield f"layer.{i}.attention.output", layer.attention.output
-        yield f"layer.{i}.output", layer.output
+
+def set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
+    parent, _, name = path.rpartition(".")
+    setattr(submodule(root, parent) if parent else root, name, module)
+
+
+def encoder_layers(model) -> list[nn.Module]:
+    """The layers of the base encoder, in order (where `encoder_of(model).layers` says they are)."""
+    return list(submodule(model.base_model, encoder_of(model).layers))
+
+
+def layers_prefix(model) -> str:
+    """The full name prefix of the layers (`bert.encoder.layer.`, `model.layers.`)."""
+    return f"{model.base_model_prefix}.{encoder_of(model).layers}."
 
 
 def check_architecture(model) -> None:
-    """Refuse encoders without the BERT output-block structure, naming the architecture."""
-    blocks = [b for _, b in output_blocks(model)] if hasattr(model, "base_model") else []
-    if not blocks or not all(_is_output_block(b) for b in blocks):
-        raise GlueBenchError(
-            f"unsupported architecture {architecture_name(model)}: glue-bench needs a BERT-style encoder "
-            "(BERT, RoBERTa, ELECTRA)"
-        )
+    """Refuse encoders of an undeclared family, and models whose layers lack the modules their family declares."""
+    if not hasattr(model, "base_model"):
+        raise GlueBenchError(f"unsupported architecture {type(model).__name__}: not a transformers model")
+    encoder = encoder_of(model)
+    try:
+        layers = encoder_layers(model)
+        for layer in layers:
+            for path in encoder.adapter_after:
+                submodule(layer, path)
+    except AttributeError as e:
+        raise GlueBenchError(f"unsupported architecture {architecture_name(model)}: its layers do not have the "
+                             f"{encoder.display} layout ({e})") from None
+    if not layers:
+        raise GlueBenchError(f"unsupported architecture {architecture_name(model)}: no encoder layers")
 
 
 def head_parameters(model) -> Iterator[nn.Parameter]:

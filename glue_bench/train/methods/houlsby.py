@@ -1,7 +1,10 @@
 """Houlsby bottleneck adapters (Houlsby et al. 2019), as the original code places them.
 
 Two adapters per layer, on the attention output and the feed-forward output, each applied after the
-block's output projection and dropout and before its residual add and LayerNorm. An adapter projects
+block's output projection and dropout and before its residual add and LayerNorm. Where that is in each
+encoder family is data (`glue_bench.encoders.Encoder.adapter_after`): BERT-style and DeBERTa layers take them
+at their output blocks' dropout; a pre-LayerNorm layer (ModernBERT) at the last module of each sublayer, whose
+output goes straight into the residual add (docs/methods.md says why). An adapter projects
 d -> m, applies a non-linearity, projects m -> d and adds its input back (skip connection); both
 projections start from a small normal init and zero biases, so a new adapter is close to the identity.
 Trained: the adapters, every LayerNorm and the task head; BERT's pooler stays frozen as in the original
@@ -16,10 +19,13 @@ import torch
 from torch import nn
 
 from glue_bench.train.methods.common import (
+    encoder_layers,
+    encoder_of,
     extra_parameters,
     head_parameters,
     layernorm_parameters,
-    output_blocks,
+    set_submodule,
+    submodule,
     train_only,
 )
 
@@ -50,11 +56,12 @@ class Adapter(Bottleneck):
         return x + super().forward(x)
 
 
-class DropoutThenAdapter(nn.Module):
-    """Takes the place of an output block's dropout, so the adapter sees the projected, dropped-out
-    output and its result goes on into the block's residual add and LayerNorm unchanged."""
+class ThenAdapter(nn.Module):
+    """Takes the place of the module an adapter follows (an output block's dropout; a pre-LN sublayer's last
+    projection), so the adapter sees that module's output and its result goes on into the residual add
+    unchanged. The module keeps its place as `dropout` (its parameters, if any, are renamed under it)."""
 
-    def __init__(self, dropout: nn.Dropout, adapter: Adapter):
+    def __init__(self, dropout: nn.Module, adapter: nn.Module):
         super().__init__()
         self.dropout = dropout
         self.adapter = adapter
@@ -63,14 +70,28 @@ class DropoutThenAdapter(nn.Module):
         return self.adapter(self.dropout(x))
 
 
+DropoutThenAdapter = ThenAdapter
+"""Its name where it follows a dropout (BERT-style layers)."""
+
+
+def insert_adapter(layer: nn.Module, path: str, adapter: nn.Module) -> None:
+    """Put `adapter` after the module at `path` in `layer`, on that module's device."""
+    inner = submodule(layer, path)
+    device = next(iter(inner.parameters()), None)
+    set_submodule(layer, path, ThenAdapter(inner, adapter.to(device.device) if device is not None else adapter))
+
+
 def adapters(model) -> list[Adapter]:
     return [m for m in model.modules() if isinstance(m, Adapter)]
 
 
 def prepare(model, spec) -> None:
-    for _, block in output_blocks(model):
-        adapter = Adapter(block.dense.out_features, spec.bottleneck, spec.non_linearity, spec.adapter_init_std)
-        block.dropout = DropoutThenAdapter(block.dropout, adapter.to(block.dense.weight.device))
+    hidden, places = model.config.hidden_size, encoder_of(model).adapter_after
+    for layer in encoder_layers(model):
+        device = next(layer.parameters()).device
+        for path in places:
+            insert_adapter(layer, path, Adapter(hidden, spec.bottleneck, spec.non_linearity,
+                                                spec.adapter_init_std).to(device))
     adapter_params = itertools.chain.from_iterable(a.parameters() for a in adapters(model))
     train_only(model, itertools.chain(adapter_params, layernorm_parameters(model), head_parameters(model),
                                       extra_parameters(model, spec)))

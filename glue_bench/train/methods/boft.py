@@ -1,0 +1,45 @@
+"""BOFT (Liu et al. 2024) through peft: each targeted weight is rotated by a product of `butterfly_factor`
+butterfly-permuted block-diagonal orthogonal matrices with blocks of `block_size` (Cayley parametrised), and its
+output rows rescaled.
+
+peft runs more than one butterfly factor only with its CUDA kernel; without it (on the CPU, or when the kernel
+cannot be built) peft silently falls back to one factor. glue-bench refuses `butterfly_factor` above 1 where the
+kernel is missing instead, so a job never trains another method than the one its id names. Trained: the
+rotations' parameters and scales, and the head.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+
+import torch
+
+from glue_bench.errors import GlueBenchError
+from glue_bench.train.methods.common import extra_parameters, head_parameters, train_only
+from glue_bench.train.methods.peft_path import inject, on_meta
+from glue_bench.train.methods.targets import target_names
+
+
+def butterfly_kernel_available() -> bool:
+    from peft.tuners.boft.layer import get_fbd_cuda
+
+    return get_fbd_cuda() is not None
+
+
+def peft_config(model, spec):
+    from peft import BOFTConfig
+
+    return BOFTConfig(boft_block_size=spec.block_size, boft_n_butterfly_factor=spec.butterfly_factor,
+                      target_modules=target_names(model, "boft", spec.target_modules))
+
+
+def prepare(model, spec) -> None:
+    if spec.butterfly_factor > 1 and not butterfly_kernel_available():
+        raise GlueBenchError(f"boft: butterfly_factor {spec.butterfly_factor} needs peft's CUDA butterfly kernel, "
+                             "which is not available here (peft would fall back to 1 factor): use "
+                             "butterfly_factor 1 or a GPU machine that can build the kernel")
+    # peft builds the butterfly permutations with host values (`.item()`): on the meta device (counting), on the CPU
+    with torch.device("cpu") if on_meta(model) else contextlib.nullcontext():
+        added = inject(model, spec, peft_config(model, spec))
+    train_only(model, itertools.chain(added, head_parameters(model), extra_parameters(model, spec)))

@@ -1,0 +1,29 @@
+"""LN-tuning (Zhao et al. 2024) through peft: a trained copy of every LayerNorm of the encoder (the embeddings'
+included), the originals kept frozen (`LNTuningConfig`); the head trains too.
+
+It trains the same parameters as `layernorm_head`, the Houlsby recipe without adapters, but through peft, with
+peft's folder; the two are a check on each other.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from torch import nn
+
+from glue_bench.train.methods.common import extra_parameters, head_parameters, train_only
+from glue_bench.train.methods.peft_path import inject
+
+
+def peft_config(model, spec):
+    from peft import LNTuningConfig
+
+    prefix = model.base_model_prefix + "."
+    names = sorted(name for name, module in model.named_modules()
+                   if isinstance(module, nn.LayerNorm) and name.startswith(prefix))
+    return LNTuningConfig(target_modules=names)
+
+
+def prepare(model, spec) -> None:
+    added = inject(model, spec, peft_config(model, spec))
+    train_only(model, itertools.chain(added, head_parameters(model), extra_parameters(model, spec)))
