@@ -11,6 +11,7 @@ after a warm-up; ratios are reported, not absolute times (these machines are noi
     python -m benchmarks estimate --out benchmarks/results-estimate.json   # the demo's estimate vs its wall time
     python -m benchmarks commits --against d84ceb5    # this tree's loop against another commit's, alternating
     python -m benchmarks pruning --work /tmp/pruning   # a real sweep in full, ASHA replayed on it, run again pruned
+    python -m benchmarks methods --work /tmp/methods   # each peft method on the real model, SST-2
 """
 
 from __future__ import annotations
@@ -276,7 +277,7 @@ def print_table(results: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("suite", choices=["throughput", "houlsby", "sweep", "all", "profile", "memory-probe", "loop",
-                                          "control-plane", "estimate", "commits", "pruning"])
+                                          "control-plane", "estimate", "commits", "pruning", "methods"])
     parser.add_argument("--loop", choices=LOOPS, default="glue-bench", help="suite `loop`: the one loop to time")
     parser.add_argument("--task", default="sst2", help="suite `loop`: the task")
     parser.add_argument("--rows", type=int, default=2000, help="suite `loop`: training rows sampled")
@@ -304,6 +305,11 @@ def main() -> None:
         from benchmarks.pruning import main as pruning_main
 
         pruning_main(sys.argv[2:])
+        return None
+    if sys.argv[1:2] == ["methods"]:  # its own flags: python -m benchmarks methods --help
+        from benchmarks.methods import main as methods_main
+
+        methods_main(sys.argv[2:])
         return None
     args = parser.parse_args()
     if args.suite == "estimate":  # calibrate (not on the sweep's tasks), price the sweep, run it, compare

@@ -35,13 +35,21 @@ class Structure:
     """Transformer layers."""
     hidden: int
     """Hidden size."""
+    head_trainable: int = -1
+    """Trainable parameters of the task head (outside the base encoder): the papers leave them out of their counts
+    (-1: not counted, in a structure kept before it was)."""
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__slots__}
 
     @classmethod
     def from_dict(cls, d: dict) -> Structure:
-        return cls(**{k: int(d[k]) for k in cls.__slots__})
+        return cls(**{k: int(d[k]) for k in cls.__slots__ if k in d or k != "head_trainable"})
+
+    @property
+    def paper_trainable(self) -> int:
+        """Trainable parameters as the papers count them: the task head left out."""
+        return self.trainable - max(0, self.head_trainable)
 
 
 def train_flops_per_token(s: Structure, seq: float) -> float:

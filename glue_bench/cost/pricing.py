@@ -260,6 +260,13 @@ def target_for(device: str | None, gpus_per_job: int | str, gpu_type: str | None
 
 def estimate_report(specs: list[JobSpec], target: Target, slots: int = 1) -> list[str]:
     """`plan --estimate` and `sweep --dry-run`: the estimate's lines for the terminal."""
+    from glue_bench.cost.counts import count_lines
+    from glue_bench.train.data import default_cache_dir
+
     if target.kind == "cuda":
         fallback_speed(target, 1)  # an unknown --gpu-type is an error before anything is built
-    return estimate_lines(estimate_plan(specs, target), slots)
+    lines = estimate_lines(estimate_plan(specs, target), slots)
+    structures = Structures(Path(default_cache_dir()), build=True)  # as estimate_plan left them: no rebuild
+    counts = count_lines(specs, structures)
+    structures.save()
+    return lines + counts

@@ -62,7 +62,7 @@ class Structures:
 
     def get(self, spec: JobSpec) -> Structure | None:
         key = structure_key(spec)
-        if key not in self.known and self.build:
+        if self.build and (key not in self.known or self.known[key].head_trainable < 0):
             self.known[key] = build_structure(spec)
             self.changed = True
         return self.known.get(key)

@@ -27,6 +27,8 @@ GRID_KEYS = GRID_FIELDS
 FLOAT_FIELDS = {name for name in set(GRID_KEYS.values()) if field_kind(name) is float}
 # Keys that say where or how jobs run (one value for the whole sweep).
 RUN_KEYS = {"gpus_per_job", "procs_per_job", "jobs_per_gpu", "wandb"}
+PEFT_OPTION = "peft_options."
+"""Grid keys of the `peft` section that are the tuner's own (`peft_options.r`): gathered into `peft_options`."""
 TOP_KEYS = {"name", "model", "data", "tasks", "methods", "task_overrides", "tags", *GRID_KEYS, *RUN_KEYS}
 
 
@@ -183,7 +185,13 @@ def _methods(methods: Any) -> dict[str, dict[str, list]]:
     for method, grid in methods.items():
         if method not in METHODS:
             raise _bad("methods", method, f"choose from {', '.join(METHODS)}")
-        method_grids[method] = _check_grid(f"methods.{method}.", grid)
+        passed = {}
+        if method == "peft" and isinstance(grid, dict):  # the tuner's own keys pass through, each a grid axis
+            ours = {k for k in grid if k in GRID_KEYS and (GRID_KEYS[k] not in METHOD_PARAMS
+                                                            or GRID_KEYS[k] in FAMILIES["peft"].params)}
+            passed = {PEFT_OPTION + str(k): _as_list(f"methods.peft.{k}", v) for k, v in grid.items() if k not in ours}
+            grid = {k: v for k, v in grid.items() if k in ours}
+        method_grids[method] = {**_check_grid(f"methods.{method}.", grid), **passed}
         for key in method_grids[method]:
             if key in METHOD_PARAMS and key not in FAMILIES[method].params:
                 raise _bad(f"methods.{method}.{key}", grid[key], _not_a_parameter(key, method))
@@ -259,6 +267,9 @@ def expand_sweep(sweep: Sweep) -> list[JobSpec]:
             keys = sorted(grid)
             for values in itertools.product(*(grid[k] for k in keys)):
                 fields = dict(zip(keys, values, strict=True))
+                options = tuple((k[len(PEFT_OPTION):], fields.pop(k)) for k in list(fields) if k.startswith(PEFT_OPTION))
+                if options:
+                    fields["peft_options"] = tuple(sorted(options))
                 try:
                     spec = JobSpec(task=task, model=sweep.model, method=method, data=sweep.data,
                                    num_gpus=planned_gpus(sweep.gpus_per_job), num_procs=sweep.procs_per_job,

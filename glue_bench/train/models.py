@@ -82,8 +82,11 @@ def count_shape(model) -> dict[str, int]:
                 trainable += module.weight.numel()
             else:
                 frozen += module.weight.numel()
+    from glue_bench.train.methods.common import head_parameters
+
     config = model.config
     return {"trainable_matmul": trainable, "frozen_matmul": frozen,
+            "head_trainable": sum(p.numel() for p in head_parameters(model) if p.requires_grad),
             "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "total": sum(p.numel() for p in model.parameters()), "layers": config.num_hidden_layers,
             "hidden": config.hidden_size}
