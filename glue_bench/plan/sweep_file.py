@@ -267,7 +267,8 @@ def expand_sweep(sweep: Sweep) -> list[JobSpec]:
             keys = sorted(grid)
             for values in itertools.product(*(grid[k] for k in keys)):
                 fields = dict(zip(keys, values, strict=True))
-                options = tuple((k[len(PEFT_OPTION):], fields.pop(k)) for k in list(fields) if k.startswith(PEFT_OPTION))
+                options = tuple((k[len(PEFT_OPTION):], fields.pop(k))
+                                for k in list(fields) if k.startswith(PEFT_OPTION))
                 if options:
                     fields["peft_options"] = tuple(sorted(options))
                 try:
