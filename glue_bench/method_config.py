@@ -75,7 +75,7 @@ METHODS = tuple(FAMILIES)
 METHOD_PARAMS = tuple(dict.fromkeys(p for f in FAMILIES.values() for p in f.params))
 """Every spec field that is a method parameter."""
 STRUCTURAL = ("bottleneck", "rank", "init_rank", "n_frequency", "block_size", "butterfly_factor", "alpha",
-              "target_modules", "train_pooler", "loraplus_ratio", "peft_type", "peft_options")
+              "target_modules", "train_pooler", "loraplus_ratio", "peft_type", "peft_options", "init_from")
 """Method parameters that make a report row; the others are selected per task like the learning rate."""
 SIZE_LETTER = {"bottleneck": "m", "rank": "r", "n_frequency": "n", "block_size": "b"}
 SIZES = tuple(SIZE_LETTER)
@@ -130,9 +130,11 @@ class MethodConfig:
         family = FAMILIES[spec.method]
         params = []
         for name in STRUCTURAL:
-            if name not in family.params:
+            if name not in family.params and name != "init_from":
                 continue
             value = getattr(spec, name)
+            if name == "init_from":
+                value = spec.init_from_task  # the source's task: the seeds of a row start from their own sources
             if name == "alpha":
                 value = lora_alpha(spec.rank, value)
             elif name == "target_modules" and value is not None:
@@ -182,6 +184,8 @@ class MethodConfig:
                 parts.append(str(value).lower())
             elif name == "peft_options":
                 parts += [f"{k}={v}" for k, v in value]
+            elif name == "init_from":
+                parts.append(f"from={value}")
         return parts
 
     @property
@@ -230,6 +234,8 @@ def id_part(spec) -> str:
             parts.append(f"{SIZE_LETTER[name]}{getattr(spec, name)}")
     if spec.peft_type:
         parts.append(spec.peft_type.lower())
+    if spec.init_from:
+        parts.append(f"from{spec.init_from_task}")
     if spec.train_pooler:
         parts.append("pooler")
     return "-".join(parts)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +98,14 @@ class JobSpec:
     trained, such as all-MiniLM-L6-v2)."""
     learning_rate: float = 2e-5
     """Peak learning rate of AdamW."""
+    init_from: str | None = None
+    """Start the method's weights (adapters, or the encoder under full fine-tuning; never the task head) from
+    another job's trained ones: that job's id, its folder a sibling of this job's. A sweep says `init_from: mnli`
+    and plan puts the id of the MNLI job with the same method configuration and seed here (LoRA's MRPC, RTE and
+    STS-B start from its MNLI run); the dependent job waits for it. None: from the pretrained model."""
+    init_from_setting: str | None = _field(None, in_id=False, grid=False, cli=False)
+    """The source job's setting (plan sets it with `init_from`): the seeds of one setting start from the sources of
+    one setting, so the report averages them together."""
     head_learning_rate: float | None = None
     """Peak learning rate of the task head (VeRA's and FourierFT's recipes train it at its own rate; None: the
     learning rate). The same schedule applies."""
@@ -215,6 +224,12 @@ class JobSpec:
             raise bad("zero_stage", "adalora reads each step's gradients, which ZeRO moves out of the parameters: "
                       "use zero_stage 0")
         self._check_peft_options(bad)
+        if self.init_from is not None:
+            source_task = self.init_from.split("-")[0]
+            if not re.fullmatch(r"[a-z0-9]+(-[A-Za-z0-9.+]+)*", self.init_from) or source_task not in TASKS:
+                raise bad("init_from", "a GLUE task in a sweep (mnli), or the id of the job to start from")
+            if source_task == self.task:
+                raise bad("init_from", f"a {self.task} job cannot start from a {source_task} job")
         if self.alpha is not None and not self.alpha > 0:
             raise bad("alpha", "must be a positive number")
         if not 0 <= self.lora_dropout < 1:
@@ -248,8 +263,6 @@ class JobSpec:
             raise bad("heldout_train_rows", f"must be fewer than max_train_samples ({self.max_train_samples})")
 
     def _check_peft_options(self, bad) -> None:
-        import re
-
         if self.peft_type is not None and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", self.peft_type):
             raise bad("peft_type", "a peft tuner type name such as LOKR, LOHA or C3A")
         if not isinstance(self.peft_options, tuple) or not all(
@@ -313,11 +326,18 @@ class JobSpec:
         return hashlib.sha256(blob.encode()).hexdigest()
 
     @property
+    def init_from_task(self) -> str | None:
+        """The task of the job this one starts from (`mnli`), or None."""
+        return self.init_from.split("-")[0] if self.init_from else None
+
+    @property
     def setting_key(self) -> str:
         """The setting of a job: everything that enters its id except the seed. Seeds of one setting are
         averaged by the report; two jobs with different settings are never merged."""
         keyed = self._keyed()
         keyed.pop("seed", None)
+        if self.init_from_setting is not None:  # the source's id names its seed: its setting stands for it
+            keyed["init_from"] = self.init_from_setting
         return json.dumps(keyed, sort_keys=True, default=str)
 
     def to_dict(self) -> dict[str, Any]:

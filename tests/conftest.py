@@ -99,3 +99,10 @@ def throwaway_slurm(folder: Path, *args: str, cancel_all: bool = False):
             os.environ.pop("SLURM_CONF", None)
         else:
             os.environ["SLURM_CONF"] = previous
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """One throw-away single-node cluster for every test module that submits to Slurm."""
+    with throwaway_slurm(tmp_path_factory.mktemp("slurm"), cancel_all=True) as folder:
+        yield folder

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import glue_bench, throwaway_slurm
+from conftest import glue_bench
 from slurm_sweeps import results, write_sweep
 
 from glue_bench.results.job_folder import atomic_write_json
@@ -72,12 +72,6 @@ def test_no_slurm_on_path_is_one_line(tmp_path, monkeypatch, real_glue, tiny_ber
 
 
 # -- a real cluster -----------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def slurm(tmp_path_factory):
-    with throwaway_slurm(tmp_path_factory.mktemp("slurm"), cancel_all=True) as folder:
-        yield folder
 
 
 def submission(root: Path) -> dict:

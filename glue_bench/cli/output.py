@@ -128,7 +128,11 @@ def run_slurm(jobs_dir: Path, options: RunOptions) -> int:
             console.print(slurm.sbatch_script(jobs_dir, sub.script.with_suffix(".json"), len(sub.jobs),
                                               load_manifest(jobs_dir).name, opts), highlight=False, markup=False)
         return 0
-    if sub.array_job_id:
+    if sub.dependent_array_job_id and sub.dependent_array_job_id != sub.array_job_id:
+        say(f"submitted {len(sub.jobs) - len(sub.dependent_jobs)} jobs as Slurm array {sub.array_job_id} "
+            f"({sub.script}) and the {len(sub.dependent_jobs)} that start from them (init_from) as array "
+            f"{sub.dependent_array_job_id}, held until they end")
+    elif sub.array_job_id:
         say(f"submitted {len(sub.jobs)} jobs as Slurm array {sub.array_job_id} ({sub.script})")
     if not wait:
         return 0

@@ -42,7 +42,7 @@ def plan(
     Example: glue-bench plan jobs/demo.yaml;  glue-bench plan jobs/houlsby-vs-full.yaml --dry-run --estimate --gpu-type h100
     """
     result = plan_and_say(sweep_file, jobs_dir, results_dir, skip_missing, dry_run,
-                          weights_needed=not (dry_run and estimate))
+                          weights_needed=not dry_run)
     if estimate:
         from glue_bench.cost.pricing import estimate_report, target_for
         from glue_bench.plan.sweep_file import expand_sweep

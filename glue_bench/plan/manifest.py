@@ -40,7 +40,11 @@ class Plan:
     unchanged: list[str] = field(default_factory=list)
     retired: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    left_out: dict[str, str] = field(default_factory=dict)
+    """Job id -> why it is not planned though its task is (it starts from a job of a skipped task)."""
     manifest_changed: bool = False
+    notes: list[str] = field(default_factory=list)
+    """What a dry run could not check and goes on without (a hub model not on this machine)."""
 
 
 def missing_data(sweep: Sweep, specs: list[JobSpec]) -> dict[str, str]:
@@ -86,10 +90,20 @@ def plan_sweep(sweep: Sweep, jobs_root: Path = Path("jobs"), results_root: Path 
     only prices the sweep from a known configuration)."""
     specs = expand_sweep(sweep)
     jobs_dir = Path(jobs_root) / sweep.name
+    notes = []
+    if not weights_needed:  # a dry run: a hub model that is not here is said, not an error
+        try:
+            check_model(sweep.model, True)
+        except GlueBenchError as e:
+            notes.append(f"{e} (the jobs need it when they run)")
     problems = check_inputs(sweep, specs, jobs_dir, skip_missing, weights_needed)
     specs = [s for s in specs if s.task not in problems]
+    planned = {s.job_id for s in specs}
+    left_out = {s.job_id: f"it starts from {s.init_from}, whose task {TASKS[s.init_from_task].display} is skipped"
+                for s in specs if s.init_from and s.init_from not in planned}
+    specs = [s for s in specs if s.job_id not in left_out]
     plan = Plan(sweep=sweep, jobs_dir=jobs_dir, results_dir=(Path(results_root) / sweep.name).resolve(), jobs=specs,
-                skipped=problems)
+                skipped=problems, left_out=left_out, notes=notes)
     wanted = {s.job_id for s in specs}
     for spec in specs:
         path = jobs_dir / f"{spec.job_id}.json"
@@ -116,7 +130,7 @@ def plan_sweep(sweep: Sweep, jobs_root: Path = Path("jobs"), results_root: Path 
         "wandb": sweep.wandb,
         "skipped": problems,
         "jobs": [{"id": s.job_id, "task": s.task, "method": s.method, "bottleneck": s.bottleneck,
-                  "size": job_size(s)} for s in specs],
+                  "size": job_size(s), **({"after": s.init_from} if s.init_from else {})} for s in specs],
     }
     plan.manifest_changed = read_json(jobs_dir / MANIFEST) != manifest
     if plan.manifest_changed and not dry_run:
@@ -134,6 +148,8 @@ class ManifestEntry:
     bottleneck: int | None
     size: int
     """Training examples x epochs (largest first)."""
+    after: str | None = None
+    """The job this one starts from (`init_from`): it runs first; this one waits until it is done."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +169,8 @@ class Manifest:
 
     @property
     def by_size(self) -> list[str]:
-        """Job ids, largest first (stable for equal sizes)."""
-        return [e.id for e in sorted(self.jobs, key=lambda e: -e.size)]
+        """Job ids, largest first (stable for equal sizes), the jobs others start from before those others."""
+        return [e.id for e in sorted(self.jobs, key=lambda e: (e.after is not None, -e.size))]
 
     @property
     def entries(self) -> dict[str, ManifestEntry]:
@@ -178,7 +194,7 @@ def load_manifest(jobs_dir: Path) -> Manifest:
     try:
         return Manifest(name=data["name"], results_dir=Path(data["results_dir"]),
                         jobs=tuple(ManifestEntry(e["id"], e["task"], e["method"], e.get("bottleneck"),
-                                                 int(e.get("size", 0))) for e in data["jobs"]),
+                                                 int(e.get("size", 0)), e.get("after")) for e in data["jobs"]),
                         gpus_per_job=data.get("gpus_per_job", 1), procs_per_job=data.get("procs_per_job", 1),
                         jobs_per_gpu=int(data.get("jobs_per_gpu", 1)),
                         sweep_file=data.get("sweep_file"), wandb=data.get("wandb") or {},
@@ -202,4 +218,7 @@ def describe(plan: Plan) -> str:
              f"{len(plan.written)} new or changed, {len(plan.unchanged)} unchanged, {len(plan.retired)} retired",
              f"results go to {plan.results_dir}"]
     parts += [f"skipped {TASKS[t].display}: {why}" for t, why in plan.skipped.items()]
+    parts += [f"note: {note}" for note in plan.notes]
+    if plan.left_out:
+        parts.append(f"left out {len(plan.left_out)} job(s) of planned tasks: {next(iter(plan.left_out.values()))}")
     return "; ".join(parts[:3]) + ("\n" + "\n".join(parts[3:]) if parts[3:] else "")

@@ -271,6 +271,8 @@ def expand_sweep(sweep: Sweep) -> list[JobSpec]:
                                 for k in list(fields) if k.startswith(PEFT_OPTION))
                 if options:
                     fields["peft_options"] = tuple(sorted(options))
+                if fields.get("init_from") == task:  # the source task's own jobs start from the pretrained model
+                    fields.pop("init_from")
                 try:
                     spec = JobSpec(task=task, model=sweep.model, method=method, data=sweep.data,
                                    num_gpus=planned_gpus(sweep.gpus_per_job), num_procs=sweep.procs_per_job,
@@ -281,7 +283,42 @@ def expand_sweep(sweep: Sweep) -> list[JobSpec]:
                 except SpecFieldError as e:
                     raise _bad(_key_of(sweep, task, method, e.field), e.value, e.why) from None
                 jobs.setdefault(spec.job_id, spec)
-    return list(jobs.values())
+    return resolve_init_from(sweep, list(jobs.values()))
+
+
+def resolve_init_from(sweep: Sweep, specs: list[JobSpec]) -> list[JobSpec]:
+    """`init_from: mnli` -> the id of the sweep's MNLI job with the same model, method configuration and seed
+    (exactly one must match), and that job's setting; the dependent job's id changes with its source's."""
+    from glue_bench.method_config import MethodConfig
+
+    def key(spec: JobSpec) -> tuple:
+        return spec.model, MethodConfig.of(spec.replace(init_from=None)), spec.seed
+
+    sources: dict[tuple, dict[str, list[JobSpec]]] = {}
+    for spec in specs:
+        if spec.init_from is None:
+            sources.setdefault(key(spec), {}).setdefault(spec.task, []).append(spec)
+    out: dict[str, JobSpec] = {}
+    for spec in specs:
+        task = spec.init_from
+        if task is None or task not in TASKS:  # none, or already a job id
+            out.setdefault(spec.job_id, spec)
+            continue
+        if task not in sweep.tasks:
+            raise _bad(_key_of(sweep, spec.task, spec.method, "init_from"), task,
+                       f"the sweep has no {TASKS[task].display} jobs to start from: add {task} to its tasks")
+        found = sources.get(key(spec), {}).get(task, [])
+        config = MethodConfig.of(spec.replace(init_from=None)).label
+        if len(found) != 1:
+            why = "none" if not found else f"{len(found)} ({', '.join(s.job_id for s in found)})"
+            raise _bad(_key_of(sweep, spec.task, spec.method, "init_from"), task,
+                       f"{spec.task} {config} seed {spec.seed} needs one {TASKS[task].display} job of the same "
+                       f"configuration and seed to start from, and the sweep has {why}: give {task} one setting of "
+                       "it (task_overrides)")
+        source = found[0]
+        dependent = spec.replace(init_from=source.job_id, init_from_setting=source.setting_key)
+        out.setdefault(dependent.job_id, dependent)
+    return list(out.values())
 
 
 def _not_a_parameter(name: str, methods: str) -> str:

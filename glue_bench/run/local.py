@@ -86,6 +86,7 @@ class LocalExecutor:
         self.done: set[str] = set()
         self.force = force
         self.running: dict[str, Running] = {}
+        self.sources_done: set[str] = set()  # init_from sources found done outside this run's order
         self.attempts: dict[str, int] = {}
         self.oom_attempts: dict[str, int] = {}
         self.ports: dict[str, int] = {}
@@ -145,6 +146,34 @@ class LocalExecutor:
     def pending(self) -> list[str]:
         return [j for j in self.order if j not in self.running and j not in self.outcome.failed
                 and j not in self.done]
+
+    def source_state(self, job_id: str) -> str:
+        """`ready` when the job starts from nothing or from a done job (`init_from`), `wait` while its source is
+        still to run here, `failed` when the source failed or is neither done nor part of this run."""
+        after = self.entries[job_id].after
+        if after is None or after in self.done or after in self.sources_done:
+            return "ready"
+        if self.job(after).is_done():
+            self.sources_done.add(after)
+            return "ready"
+        if after in self.outcome.failed or after not in self.entries or after not in self.order:
+            return "failed"
+        return "wait"
+
+    def startable(self) -> list[str]:
+        """Pending jobs whose source is done; a job whose source failed (or is not part of this run) fails."""
+        out = []
+        for job_id in self.pending():
+            state = self.source_state(job_id)
+            if state == "failed":
+                after = self.entries[job_id].after
+                why = "failed" if after in self.outcome.failed else "is neither done nor part of this run"
+                error = f"init_from: the job it starts from, {after}, {why}"
+                self.outcome.failed[job_id] = error
+                self.event("failed", job_id, error=error)
+            elif state == "ready":
+                out.append(job_id)
+        return out
 
     def start(self, job_id: str, slot: Slot, alone: bool = False) -> bool:
         job = self.job(job_id)
@@ -268,7 +297,7 @@ class LocalExecutor:
                 self.finish(run, code)
         if self.stop:
             return bool(self.running)
-        pending = self.pending()
+        pending = self.startable()
         held = self.start_alone(pending)
         pending = [j for j in pending if j not in self.alone]
         for slot in self.free_slots():

@@ -45,8 +45,9 @@ def job_name(sweep: str) -> str:
 
 
 def sbatch_script(jobs_dir: Path, array_file: Path, count: int, sweep: str, opts: SlurmOptions,
-                  python: str = sys.executable) -> str:
-    """The batch script of one job array (a pure function of its inputs)."""
+                  python: str = sys.executable, after: tuple[str, ...] = ()) -> str:
+    """The batch script of one job array (a pure function of its inputs); `after`: arrays it waits for (to end,
+    however they end: each task checks its own `init_from` source when it starts)."""
     jobs_dir = Path(jobs_dir).resolve()
     array = f"0-{count - 1}" + (f"%{opts.array_parallelism}" if opts.array_parallelism else "")
     lines = ["#!/bin/bash", f"#SBATCH --job-name={job_name(sweep)}", f"#SBATCH --array={array}",
@@ -61,6 +62,8 @@ def sbatch_script(jobs_dir: Path, array_file: Path, count: int, sweep: str, opts
         if value is not None:
             lines.append(f"#SBATCH --{flag}={value}")
     lines += [f"#SBATCH {arg}" for arg in opts.sbatch_args]
+    if after:
+        lines.append(f"#SBATCH --dependency=afterany:{':'.join(after)}")
     task = [python, "-m", "glue_bench.run.slurm_task", str(jobs_dir), str(array_file.resolve()),
             "--ranks-per-node", str(opts.ranks_per_node), "--gpus-per-node", str(opts.gpus_per_job)]
     if opts.prune is not None:
@@ -157,6 +160,9 @@ class Submission:
     skipped_done: list[str] = field(default_factory=list)
     skipped_queued: list[str] = field(default_factory=list)
     script: Path | None = None
+    dependent_array_job_id: str | None = None
+    """The second array, of jobs that start from a job of the first (`init_from`), held until the first ends."""
+    dependent_jobs: list[str] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -194,25 +200,47 @@ def _submit(jobs_dir: Path, opts: SlurmOptions, only: list[str] | None, dry_run:
     sub = Submission(None, pending, done, [j for j in order if j in in_slurm])
     if not pending:
         return sub
+    # jobs that start from a job still to run (init_from) go in a second array, held until the arrays of their
+    # sources end: the first of this submission, and any already in Slurm
+    entries = manifest.entries
+    waits = {j: entries[j].after for j in pending
+             if entries[j].after and not manifest.job_dir(entries[j].after).is_done()}
+    first = [j for j in pending if j not in waits]
+    queued_sources = sorted({in_slurm[s]["slurm_id"].split("_")[0] for s in waits.values() if s in in_slurm})
+    if dry_run:
+        sub.script = slurm_dir(jobs_dir) / f"submit-{len(submissions(jobs_dir))}.sh"
+        return sub
+    (slurm_dir(jobs_dir) / "logs").mkdir(parents=True, exist_ok=True)
+    after = list(queued_sources)
+    if first:
+        sub.array_job_id, sub.script = _submit_array(jobs_dir, manifest.name, first, opts, ())
+        after.append(sub.array_job_id)
+    if waits:
+        dependent_id, script = _submit_array(jobs_dir, manifest.name, list(waits), opts, tuple(after))
+        sub.dependent_array_job_id, sub.dependent_jobs = dependent_id, list(waits)
+        if sub.array_job_id is None:
+            sub.array_job_id, sub.script = dependent_id, script
+    return sub
+
+
+def _submit_array(jobs_dir: Path, sweep: str, jobs: list[str], opts: SlurmOptions,
+                  after: tuple[str, ...]) -> tuple[str, Path]:
+    """sbatch one array of `jobs` (held until the arrays `after` end) and record it; its id and script."""
     folder = slurm_dir(jobs_dir)
     n = len(submissions(jobs_dir))
     array_file = folder / f"array-{n}.json"
     script = folder / f"submit-{n}.sh"
-    sub.script = script
-    text = sbatch_script(jobs_dir, array_file, len(pending), manifest.name, opts)
-    if dry_run:
-        return sub
-    (folder / "logs").mkdir(parents=True, exist_ok=True)
-    atomic_write_json(array_file, {"jobs": pending, "options": {k: getattr(opts, k) for k in opts.__slots__}})
-    atomic_write_text(script, text)
+    atomic_write_json(array_file, {"jobs": jobs, "options": {k: getattr(opts, k) for k in opts.__slots__}})
+    atomic_write_text(script, sbatch_script(jobs_dir, array_file, len(jobs), sweep, opts, after=after))
     proc = _run(["sbatch", "--parsable", str(script)], timeout=60)
     if proc.returncode != 0:
         detail = (proc.stderr.strip().splitlines() or ["no answer"])[-1]
         raise GlueBenchError(f"sbatch refused the array: {detail}")
-    sub.array_job_id = proc.stdout.strip().split(";")[0]
+    array_id = proc.stdout.strip().split(";")[0]
     atomic_write_json(folder / "submissions.json", [*submissions(jobs_dir), {
-        "array_job_id": sub.array_job_id, "array_file": array_file.name, "jobs": pending, "time": time.time()}])
-    return sub
+        "array_job_id": array_id, "array_file": array_file.name, "jobs": jobs, "time": time.time(),
+        **({"after": list(after)} if after else {})}])
+    return array_id, script
 
 
 def cancel(jobs_dir: Path) -> list[str]:

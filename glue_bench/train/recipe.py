@@ -46,7 +46,7 @@ from glue_bench.train.prediction import labels_by_idx, predict, write_prediction
 from glue_bench.train.preflight import check_job
 from glue_bench.train.provenance import frozen_digest, git_commit, library_versions, model_provenance
 from glue_bench.train.runtime import Run, keep_freed_memory, resolve_precision, seed_everything
-from glue_bench.train.weights import save_weights
+from glue_bench.train.weights import load_start, save_weights
 
 log = logging.getLogger(__name__)
 SMALL_SPLIT_SHARE = 0.5
@@ -99,6 +99,8 @@ class Job:
     """Where ASHA stopped the job (`train.prune.decide`); None while it runs on."""
     resumed_from: str | None = None
     """The `last` checkpoint this process resumed from (None: it started the job fresh)."""
+    started_from: dict | None = None
+    """`init_from`: the job whose trained method weights this one started from."""
 
     @property
     def module(self):
@@ -132,6 +134,7 @@ def setup(spec: JobSpec, output_dir: Path, cache_dir: Path | None = None) -> Job
     tokenizer = load_tokenizer(spec.model)
     model = load_model(spec.model, task)
     counts = apply_method(model, spec)
+    started_from = load_start(model, spec, out) if spec.init_from else None
     # CPU: dropout masks from a fast generator (torch's are drawn element by element on one thread)
     fast_dropout = run.device.type == "cpu" and use_fast_dropout(model) > 0
     model.to(run.device)
@@ -172,7 +175,7 @@ def setup(spec: JobSpec, output_dir: Path, cache_dir: Path | None = None) -> Job
               history=history, lease=lease, tokenizer=tokenizer, counts=counts, fast_dropout=fast_dropout,
               cache=cache, source=source, train_full=train_full, train=train, dev=dev, test=test,
               collator=Padding.for_tokenizer(tokenizer), micro=micro, accum=accum, per_epoch=per_epoch,
-              engine=engine, ds_config=ds_config, heldout=heldout,
+              engine=engine, ds_config=ds_config, heldout=heldout, started_from=started_from,
               # after DeepSpeed's cast to bf16/fp16 (if any): training itself must leave the frozen weights alone
               frozen_at_start=frozen_digest(engine.module))
     job.best_tensors = ckpt.trainable_state(job.module)
@@ -416,7 +419,8 @@ def metrics_record(job: Job, final_dev: dict, files: dict, frozen_after: str, di
         provenance={"data": {**source, "train": job.train_full.source,
                              **{split: e.source for split, e in {**job.dev, **job.test}.items()}},
                     "model": model_provenance(spec.model), "versions": library_versions(),
-                    "git_commit": git_commit(), "host": socket.gethostname()},
+                    "git_commit": git_commit(), "host": socket.gethostname(),
+                    **({"init_from": job.started_from} if job.started_from else {})},
         wall_seconds=time.time() - job.started, spec=spec.to_dict(), pruned=job.pruned)
 
 

@@ -60,3 +60,36 @@ def load_weights(folder: JobDir, spec: JobSpec, task: Task):
     except ValueError as e:
         raise GlueBenchError(f"{folder.adapter_path}: {e}") from None
     return model, load_tokenizer(spec.model)
+
+
+def load_start(model, spec: JobSpec, own: JobDir) -> dict:
+    """`init_from`: put the source job's trained method weights into `model` (the method already applied), the task
+    head left as it is (fresh). The source's folder is this job's sibling. Returns what the job records of it."""
+    import torch
+    from safetensors.torch import load_file
+
+    from glue_bench.train.methods.common import head_parameters
+
+    source = JobDir(own.path.parent / spec.init_from)
+    if not source.is_done():
+        raise GlueBenchError(f"init_from: the job {spec.init_from} is not done (no metrics.json in {source.path}): "
+                             "it runs first; run it, then this job")
+    head = {id(p) for p in head_parameters(model)}
+    if saves_whole_model(spec):
+        from transformers import AutoModel
+
+        tensors = {f"{model.base_model_prefix}.{k}": v for k, v in
+                   AutoModel.from_pretrained(str(source.model_dir), dtype=torch.float32).state_dict().items()}
+    else:
+        tensors = load_file(str(source.adapter_path))
+    wanted = {n: p for n, p in model.named_parameters() if p.requires_grad and id(p) not in head}
+    missing = sorted(set(wanted) - set(tensors))
+    if missing:
+        raise GlueBenchError(f"init_from {spec.init_from}: its weights lack {missing[0]} (not the same method "
+                             "configuration)")
+    with torch.no_grad():
+        for name, p in wanted.items():
+            p.copy_(tensors[name].to(p.device, p.dtype))
+    metrics = source.metrics() or {}
+    return {"job": spec.init_from, "task": metrics.get("task"), "task_score": metrics.get("task_score"),
+            "tensors": len(wanted)}
