@@ -90,7 +90,7 @@ def _check_grid(where: str, grid: Any) -> dict[str, list]:
             raise GlueBenchError(f"sweep key {where}{key}: unknown key; grid keys are {', '.join(sorted(GRID_KEYS))}")
         values = _as_list(f"{where}{key}", value)
         if GRID_KEYS[key] in FLOAT_FIELDS:
-            values = [_number(f"{where}{key}", v) for v in values]
+            values = [None if v is None else _number(f"{where}{key}", v) for v in values]
         out[GRID_KEYS[key]] = values
     return out
 

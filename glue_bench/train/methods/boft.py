@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import warnings
 
 import torch
 
@@ -22,9 +23,23 @@ from glue_bench.train.methods.targets import target_names
 
 
 def butterfly_kernel_available() -> bool:
+    """Whether peft's CUDA butterfly kernel loads here (peft tries to build it once and warns when it cannot: the
+    warning is this function's answer, not printed)."""
     from peft.tuners.boft.layer import get_fbd_cuda
 
-    return get_fbd_cuda() is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return get_fbd_cuda() is not None
+
+
+@contextlib.contextmanager
+def counting_as_asked():
+    """On the meta device (counting parameters, pricing a GPU sweep anywhere): peft's layers as the kernel would
+    build them, so `butterfly_factor` counts as asked (nothing runs on the meta device, so the kernel is not used)."""
+    from unittest import mock
+
+    with mock.patch("peft.tuners.boft.layer.get_fbd_cuda", return_value=object()), torch.device("cpu"):
+        yield
 
 
 def peft_config(model, spec):
@@ -35,11 +50,17 @@ def peft_config(model, spec):
 
 
 def prepare(model, spec) -> None:
+    if on_meta(model):
+        # peft builds the butterfly permutations with host values (`.item()`): on the CPU, as the kernel would
+        with counting_as_asked():
+            added = inject(model, spec, peft_config(model, spec))
+        train_only(model, itertools.chain(added, head_parameters(model), extra_parameters(model, spec)))
+        return
     if spec.butterfly_factor > 1 and not butterfly_kernel_available():
         raise GlueBenchError(f"boft: butterfly_factor {spec.butterfly_factor} needs peft's CUDA butterfly kernel, "
                              "which is not available here (peft would fall back to 1 factor): use "
                              "butterfly_factor 1 or a GPU machine that can build the kernel")
-    # peft builds the butterfly permutations with host values (`.item()`): on the meta device (counting), on the CPU
-    with torch.device("cpu") if on_meta(model) else contextlib.nullcontext():
+    with warnings.catch_warnings():  # with butterfly_factor 1, peft's kernel is not needed: its warning is not news
+        warnings.simplefilter("ignore")
         added = inject(model, spec, peft_config(model, spec))
     train_only(model, itertools.chain(added, head_parameters(model), extra_parameters(model, spec)))
