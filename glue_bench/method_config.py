@@ -116,6 +116,16 @@ def _number(x: float) -> str:
     return f"{x:g}"
 
 
+LABEL_PARTS = {
+    "alpha": lambda v: [f"a={_number(v)}"], "target_modules": lambda v: [f"t={v}"],
+    "train_pooler": lambda v: ["+pooler"], "init_rank": lambda v: [f"r0={v}"],
+    "butterfly_factor": lambda v: [f"bf={v}"],
+    "loraplus_ratio": lambda v: [f"lora+={_number(v)}"], "peft_type": lambda v: [str(v).lower()],
+    "peft_options": lambda v: [f"{k}={x}" for k, x in v], "init_from": lambda v: [f"from={v}"],
+}
+"""How each structural parameter other than a size reads in a label (`a=16`, `+pooler`, `from=mnli`)."""
+
+
 @dataclass(frozen=True, slots=True)
 class MethodConfig:
     """A family with its structural parameters: the unit the report compares (one row)."""
@@ -164,28 +174,8 @@ class MethodConfig:
     def _parts(self, without: tuple[str, ...] = ()) -> list[str]:
         parts = []
         for name, value in self.params:
-            if name in without:
-                continue
-            if name in SIZE_LETTER:
-                parts.append(f"{SIZE_LETTER[name]}={value}")
-            elif name == "alpha":
-                parts.append(f"a={_number(value)}")
-            elif name == "target_modules":
-                parts.append(f"t={value}")
-            elif name == "train_pooler":
-                parts.append("+pooler")
-            elif name == "init_rank":
-                parts.append(f"r0={value}")
-            elif name == "butterfly_factor":
-                parts.append(f"bf={value}")
-            elif name == "loraplus_ratio":
-                parts.append(f"lora+={_number(value)}")
-            elif name == "peft_type":
-                parts.append(str(value).lower())
-            elif name == "peft_options":
-                parts += [f"{k}={v}" for k, v in value]
-            elif name == "init_from":
-                parts.append(f"from={value}")
+            if name not in without:
+                parts += [f"{SIZE_LETTER[name]}={value}"] if name in SIZE_LETTER else LABEL_PARTS[name](value)
         return parts
 
     @property

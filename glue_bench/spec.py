@@ -269,6 +269,8 @@ class JobSpec:
                 isinstance(o, tuple) and len(o) == 2 and isinstance(o[0], str) for o in self.peft_options):
             raise bad("peft_options", "(key, value) pairs")
         for key, value in self.peft_options:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise bad("peft_options", f"{key!r} is not a config key name")
             if key in ("target_modules", "task_type", "peft_type", "modules_to_save"):
                 raise bad("peft_options", f"{key} is set by glue-bench (target_modules is its own sweep key)")
             if value is not None and not isinstance(value, bool | int | float | str):

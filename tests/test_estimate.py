@@ -88,9 +88,10 @@ def test_job_seconds_and_schedule_by_hand():
 def test_structures_counted_on_the_prepared_model(tiny_bert, tmp_path):
     full = build_structure(JobSpec(task="rte", model=str(tiny_bert), method="full"))
     # per layer q, k, v, o (32 x 32), intermediate and output (32 x 64): 4 x 1024 + 2 x 2048 = 8192; pooler
-    # 32 x 32, classifier 2 x 32
+    # 32 x 32, classifier 2 x 32 (the head: 2 x 32 weights + 2 biases)
     assert full == Structure(trainable_matmul=2 * 8192 + 1024 + 64, frozen_matmul=0, trainable=full.total,
-                             total=full.total, layers=2, hidden=32)
+                             total=full.total, layers=2, hidden=32, head_trainable=2 * 32 + 2)
+    assert full.paper_trainable == full.total - 66
     houlsby = build_structure(JobSpec(task="rte", model=str(tiny_bert), method="houlsby", bottleneck=4))
     # two adapters per layer (32 x 4 down, 4 x 32 up) and the classifier train; the encoder and pooler are frozen
     assert houlsby.trainable_matmul == 2 * 2 * 2 * 128 + 64

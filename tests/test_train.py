@@ -258,7 +258,8 @@ def test_peft_folder_loads_with_peft_and_gives_the_same_logits(runs, tiny_bert, 
     from glue_bench.train.weights import load_weights
 
     folder = runs[method] / "peft"
-    assert {p.name for p in folder.iterdir()} == {"adapter_config.json", "adapter_model.safetensors"}
+    # peft's own save_pretrained writes the folder, its model card included
+    assert {p.name for p in folder.iterdir()} == {"adapter_config.json", "adapter_model.safetensors", "README.md"}
     shared = 0o666 & ~umask()  # readable by colleagues sharing the results folder, as every result file
     assert all(p.stat().st_mode & 0o777 == shared for p in (*folder.iterdir(), runs[method] / "adapter.safetensors"))
     torch.manual_seed(123)  # a fresh random head: peft must restore the trained one

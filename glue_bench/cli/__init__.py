@@ -47,9 +47,11 @@ def _options(version: Annotated[bool, typer.Option("--version", callback=_print_
 
 
 def fail(message: str) -> typer.Exit:
-    """One red line on stderr (the message is printed as it is, never read as markup) and exit 1."""
+    """One red line on stderr (the message is printed as it is, never read as markup; a character that would break
+    the line, from a file's key or value, is printed escaped) and exit 1."""
     err_console.print("[red]error:[/red] ", end="", highlight=False)
-    err_console.print(message, highlight=False, soft_wrap=True, markup=False)
+    line = "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(message))
+    err_console.print(line, highlight=False, soft_wrap=True, markup=False)
     return typer.Exit(ExitCode.FAILED)
 
 

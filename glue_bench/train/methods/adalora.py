@@ -17,15 +17,13 @@ checkpoint. ZeRO moves the gradients out of the parameters: AdaLoRA jobs run at 
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import torch
 
 from glue_bench.errors import GlueBenchError
 from glue_bench.method_config import lora_alpha
-from glue_bench.train.methods.common import extra_parameters, head_parameters, train_only
-from glue_bench.train.methods.peft_path import MethodHooks, inject
+from glue_bench.train.methods.peft_path import MethodHooks, prepare_with
 from glue_bench.train.methods.targets import target_names
 
 PLACEHOLDER_STEPS = 10**6
@@ -103,5 +101,4 @@ class AdaLoraHooks(MethodHooks):
 
 
 def prepare(model, spec) -> None:
-    added = inject(model, spec, peft_config(model, spec), AdaLoraHooks)
-    train_only(model, itertools.chain(added, head_parameters(model), extra_parameters(model, spec)))
+    prepare_with(model, spec, peft_config(model, spec), AdaLoraHooks)

@@ -11,14 +11,12 @@ rotations' parameters and scales, and the head.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import warnings
 
 import torch
 
 from glue_bench.errors import GlueBenchError
-from glue_bench.train.methods.common import extra_parameters, head_parameters, train_only
-from glue_bench.train.methods.peft_path import inject, on_meta
+from glue_bench.train.methods.peft_path import on_meta, prepare_with
 from glue_bench.train.methods.targets import target_names
 
 
@@ -53,8 +51,7 @@ def prepare(model, spec) -> None:
     if on_meta(model):
         # peft builds the butterfly permutations with host values (`.item()`): on the CPU, as the kernel would
         with counting_as_asked():
-            added = inject(model, spec, peft_config(model, spec))
-        train_only(model, itertools.chain(added, head_parameters(model), extra_parameters(model, spec)))
+            prepare_with(model, spec, peft_config(model, spec))
         return
     if spec.butterfly_factor > 1 and not butterfly_kernel_available():
         raise GlueBenchError(f"boft: butterfly_factor {spec.butterfly_factor} needs peft's CUDA butterfly kernel, "
@@ -62,5 +59,4 @@ def prepare(model, spec) -> None:
                              "butterfly_factor 1 or a GPU machine that can build the kernel")
     with warnings.catch_warnings():  # with butterfly_factor 1, peft's kernel is not needed: its warning is not news
         warnings.simplefilter("ignore")
-        added = inject(model, spec, peft_config(model, spec))
-    train_only(model, itertools.chain(added, head_parameters(model), extra_parameters(model, spec)))
+        prepare_with(model, spec, peft_config(model, spec))

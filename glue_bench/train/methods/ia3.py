@@ -16,8 +16,8 @@ from __future__ import annotations
 import itertools
 
 from glue_bench.method_config import FEEDFORWARD_TARGETS
-from glue_bench.train.methods.common import encoder_of, extra_parameters, head_parameters, train_only
-from glue_bench.train.methods.peft_path import inject
+from glue_bench.train.methods.common import encoder_of
+from glue_bench.train.methods.peft_path import prepare_with
 from glue_bench.train.methods.targets import layer_linears, resolve_targets
 
 
@@ -34,5 +34,4 @@ def peft_config(model, spec):
 
 
 def prepare(model, spec) -> None:
-    added = inject(model, spec, peft_config(model, spec))
-    train_only(model, itertools.chain(added, head_parameters(model), extra_parameters(model, spec)))
+    prepare_with(model, spec, peft_config(model, spec))

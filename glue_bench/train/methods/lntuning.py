@@ -7,12 +7,9 @@ peft's folder; the two are a check on each other.
 
 from __future__ import annotations
 
-import itertools
-
 from torch import nn
 
-from glue_bench.train.methods.common import extra_parameters, head_parameters, train_only
-from glue_bench.train.methods.peft_path import inject
+from glue_bench.train.methods.peft_path import prepare_with
 
 
 def peft_config(model, spec):
@@ -25,5 +22,4 @@ def peft_config(model, spec):
 
 
 def prepare(model, spec) -> None:
-    added = inject(model, spec, peft_config(model, spec))
-    train_only(model, itertools.chain(added, head_parameters(model), extra_parameters(model, spec)))
+    prepare_with(model, spec, peft_config(model, spec))

@@ -9,11 +9,8 @@ learns faster than A.
 
 from __future__ import annotations
 
-import itertools
-
 from glue_bench.method_config import lora_alpha
-from glue_bench.train.methods.common import extra_parameters, head_parameters, train_only
-from glue_bench.train.methods.peft_path import MethodHooks, inject
+from glue_bench.train.methods.peft_path import MethodHooks, prepare_with
 from glue_bench.train.methods.targets import target_names
 
 
@@ -42,8 +39,7 @@ def hooks_of(spec):
 
 def prepare_lora(model, spec, **flags) -> None:
     """LoRA and its variants: inject, then train the adapters, the head and the spec's extras."""
-    added = inject(model, spec, peft_config(model, spec, **flags), hooks_of(spec))
-    train_only(model, itertools.chain(added, head_parameters(model), extra_parameters(model, spec)))
+    prepare_with(model, spec, peft_config(model, spec, **flags), hooks_of(spec))
 
 
 def prepare(model, spec) -> None:

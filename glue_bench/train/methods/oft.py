@@ -7,10 +7,7 @@ identity).
 
 from __future__ import annotations
 
-import itertools
-
-from glue_bench.train.methods.common import extra_parameters, head_parameters, train_only
-from glue_bench.train.methods.peft_path import inject
+from glue_bench.train.methods.peft_path import prepare_with
 from glue_bench.train.methods.targets import target_names
 
 
@@ -22,5 +19,4 @@ def peft_config(model, spec):
 
 
 def prepare(model, spec) -> None:
-    added = inject(model, spec, peft_config(model, spec))
-    train_only(model, itertools.chain(added, head_parameters(model), extra_parameters(model, spec)))
+    prepare_with(model, spec, peft_config(model, spec))

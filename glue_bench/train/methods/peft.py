@@ -10,12 +10,10 @@ fine-tuning loop and are refused. Trained: what the tuner marks trainable, and t
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import typing
 
 from glue_bench.errors import GlueBenchError
-from glue_bench.train.methods.common import extra_parameters, head_parameters, train_only
-from glue_bench.train.methods.peft_path import inject
+from glue_bench.train.methods.peft_path import prepare_with
 from glue_bench.train.methods.targets import target_names
 
 
@@ -56,5 +54,4 @@ def peft_config(model, spec):
 
 
 def prepare(model, spec) -> None:
-    added = inject(model, spec, peft_config(model, spec))
-    train_only(model, itertools.chain(added, head_parameters(model), extra_parameters(model, spec)))
+    prepare_with(model, spec, peft_config(model, spec))

@@ -17,6 +17,7 @@ the adapters (`modules_to_save`). The folder loads with `PeftModel.from_pretrain
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import shutil
 import uuid
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 
 from glue_bench.errors import GlueBenchError
-from glue_bench.train.methods.common import head_module_names
+from glue_bench.train.methods.common import extra_parameters, head_module_names, head_parameters, train_only
 
 
 class MethodHooks:
@@ -89,6 +90,13 @@ def inject(model, spec, config, hooks: type[MethodHooks] | None = None) -> list:
     object.__setattr__(model, "peft_folder_config", dataclasses.replace(config, **saving_fields(model, spec)))
     object.__setattr__(model, "method_hooks", hooks(tuner, spec) if hooks else NO_HOOKS)
     return [p for p in model.parameters() if id(p) not in before and p.requires_grad]
+
+
+def prepare_with(model, spec, config, hooks: type[MethodHooks] | None = None) -> None:
+    """A peft method's `prepare`: inject `config` (`inject`), then train what it added, the head and the spec's
+    extras (the pooler with `train_pooler`)."""
+    added = inject(model, spec, config, hooks)
+    train_only(model, itertools.chain(added, head_parameters(model), extra_parameters(model, spec)))
 
 
 def saving_fields(model, spec) -> dict:
