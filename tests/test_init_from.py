@@ -66,10 +66,10 @@ def glue_with_mnli(tmp_path_factory, real_glue, fixture_glue) -> Path:
     return folder
 
 
-def tiny_sweep(root: Path, model: Path, data: Path) -> Path:
+def tiny_sweep(root: Path, model: Path, data: Path, **methods) -> Path:
     spec = {"name": "tiny", "model": str(model), "data": str(data), "tasks": ["rte", "mnli"],
             "methods": {"lora": {"rank": 4, "learning_rate": 3e-3, "init_from": "mnli"},
-                        "houlsby": {"bottleneck": 4, "learning_rate": 1e-3}},
+                        "houlsby": {"bottleneck": 4, "learning_rate": 1e-3}, **methods},
             "epochs": 1, "seeds": 1, "batch_size": 16, "max_seq_length": 64, "max_train_samples": 64,
             "max_eval_samples": 32, "predict_test": False, "gpus_per_job": 0, "wandb": {"mode": "disabled"}}
     root.mkdir(parents=True, exist_ok=True)
@@ -107,13 +107,39 @@ def check_started_from_source(root: Path) -> tuple[str, str]:
     return rte, mnli
 
 
+def check_full_started_from_source(root: Path) -> None:
+    """Full fine-tuning from MNLI: the encoder (pooler included) is the MNLI job's, the classifier fresh."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from glue_bench.results.job_folder import JobDir
+    from glue_bench.spec import JobSpec
+    from glue_bench.tasks import get_task
+    from glue_bench.train.methods import apply_method
+    from glue_bench.train.models import load_model
+    from glue_bench.train.weights import load_start
+
+    done = results(root)
+    (rte,) = [j for j, m in done.items() if m["task"] == "rte" and m["method"] == "full"]
+    (mnli,) = [j for j, m in done.items() if m["task"] == "mnli" and m["method"] == "full"]
+    spec = JobSpec.load(root / "results" / "tiny" / rte / "spec.json")
+    model = load_model(spec.model, get_task("rte"))
+    apply_method(model, spec)
+    assert load_start(model, spec, JobDir(root / "results" / "tiny" / rte))["job"] == mnli
+    source = AutoModelForSequenceClassification.from_pretrained(str(root / "results" / "tiny" / mnli / "model"))
+    ours, theirs = model.state_dict(), source.state_dict()
+    assert all(torch.equal(ours[n], theirs[n]) for n in ours if n.startswith("bert."))
+    assert ours["classifier.weight"].shape != theirs["classifier.weight"].shape  # 2 labels, fresh; MNLI has 3
+
+
 def test_the_local_executor_runs_the_source_first(tmp_path, tiny_bert, glue_with_mnli):
-    root = tiny_sweep(tmp_path, tiny_bert, glue_with_mnli)
+    root = tiny_sweep(tmp_path, tiny_bert, glue_with_mnli, full={"learning_rate": 1e-4, "init_from": "mnli"})
     glue_bench("plan", "tiny.yaml", cwd=root)
     manifest = json.loads((root / "jobs" / "tiny" / "manifest.json").read_text())
-    assert [e["task"] for e in manifest["jobs"] if e.get("after")] == ["rte"]
+    assert [e["task"] for e in manifest["jobs"] if e.get("after")] == ["rte", "rte"]
     glue_bench("run", "jobs/tiny", "--slots", "2", cwd=root, timeout=600)
     rte, mnli = check_started_from_source(root)
+    check_full_started_from_source(root)
     events = [json.loads(line) for line in (root / "jobs" / "tiny" / "events.jsonl").read_text().splitlines()]
     started = next(e["time"] for e in events if e["event"] == "start" and e["job"] == rte)
     # done (its metrics.json written) before the dependent starts; its process may still be exiting then

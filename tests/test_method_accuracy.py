@@ -21,7 +21,11 @@ def accuracies(tmp_path_factory, real_glue) -> dict[str, float]:
             "pfeiffer": ("--method", "pfeiffer", "--bottleneck", "64", "--non-linearity", "relu",
                          "--learning-rate", "1e-3", "--train-pooler"),
             "bitfit": ("--method", "bitfit", "--learning-rate", "3e-3", "--train-pooler"),
-            "ia3": ("--method", "ia3", "--learning-rate", "1e-2", "--train-pooler")}
+            "ia3": ("--method", "ia3", "--learning-rate", "1e-2", "--train-pooler"),
+            # the one new method whose loop hooks (budget steps, penalty) run on the real model here; the others:
+            # python -m benchmarks methods (README, "Measured here")
+            "adalora": ("--method", "adalora", "--rank", "8", "--learning-rate", "1e-3", "--adalora-tinit", "6",
+                        "--adalora-tfinal", "12", "--train-pooler")}
     out = {}
     for name, args in runs.items():
         folder = tmp_path_factory.mktemp(name)
@@ -66,3 +70,12 @@ def test_bitfit_and_ia3_beat_the_majority_class_by_ten_points(accuracies):
     assert accuracies["bitfit"] >= majority + 0.10 and accuracies["ia3"] >= majority + 0.10
     assert accuracies["bitfit_trainable"] == 26_882 + POOLER - 384  # the pooler's bias is already a bias
     assert accuracies["ia3_trainable"] == 14_594 + POOLER
+
+
+@pytest.mark.slow
+def test_adalora_beats_the_majority_class_by_ten_points(accuracies):
+    majority = 444 / 872
+    assert accuracies["adalora"] >= majority + 0.10
+    # P, E, Q at the starting rank 12 on all six projections of 6 layers: q, k, v, o 12 x (384 + 384) + 12 each,
+    # the two feed-forward 12 x (384 + 1536) + 12 each
+    assert accuracies["adalora_trainable"] == 6 * (4 * (12 * 768 + 12) + 2 * (12 * 1920 + 12)) + POOLER + 770

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 STAND_IN_TOKENIZER = "sentence-transformers/all-MiniLM-L6-v2"
 # Fields a method needs that have no default, set when the bare family does not make a valid spec.
-METHOD_FIELD_DEFAULTS = {"bottleneck": 64, "rank": 8}
+METHOD_FIELD_DEFAULTS = {"bottleneck": 64, "rank": 8, "n_frequency": 1000, "block_size": 16}
 BATCH = 32
 MAX_LENGTH = 128
 
