@@ -52,3 +52,19 @@ def test_the_deberta_v3_base_table_counts_beside_the_papers(tmp_path, real_glue)
     assert found["adalora r=8 r0=12 a=8"][0] == 12 * (12 * per_layer + 6 * 12)  # P, Q and E at the start
     assert found["full"][1].startswith("184M") and found["bitfit"][1].startswith("0.1M")
     assert found["vera r=1024"][1] == "-"  # no published row for VeRA on DeBERTa-v3-base
+
+
+@pytest.mark.parametrize("model,published", [
+    ("microsoft/deberta-v3-base", 184e6), ("microsoft/deberta-v3-large", 435e6), ("answerdotai/ModernBERT-base", 149e6),
+    ("answerdotai/ModernBERT-large", 395e6), ("roberta-base", 125e6)])
+def test_built_in_configurations_have_the_published_sizes(model, published):
+    """No download: the encoder built from its built-in configuration on the meta device has the size its model
+    card gives."""
+    import torch
+    from transformers import AutoModel
+
+    from glue_bench.train.models import model_config
+
+    with torch.device("meta"):
+        encoder = AutoModel.from_config(model_config(model))
+    assert sum(p.numel() for p in encoder.parameters()) == pytest.approx(published, rel=0.005)
