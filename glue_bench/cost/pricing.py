@@ -196,12 +196,13 @@ def estimate_specs(specs: list[JobSpec], target: Target, *, structures: Structur
 
 
 def estimate_plan(specs: list[JobSpec], target: Target, cache_dir: Path | None = None,
-                  read_token_cache: bool = True) -> SweepEstimate:
-    """`plan --estimate`: structures built as needed (torch's meta device) and the token cache's real lengths."""
+                  read_token_cache: bool = True, structures: Structures | None = None) -> SweepEstimate:
+    """`plan --estimate`: structures built as needed (torch's meta device; `structures`: the caller's, which it
+    saves) and the token cache's real lengths."""
     from glue_bench.train.data import default_cache_dir
 
     root = Path(cache_dir or default_cache_dir())
-    structures = Structures(root, build=True)
+    structures = structures or Structures(root, build=True)
     lookups: dict[tuple, LengthsLookup] = {}
 
     def lookup(spec: JobSpec) -> LengthsLookup:
@@ -265,8 +266,6 @@ def estimate_report(specs: list[JobSpec], target: Target, slots: int = 1) -> lis
 
     if target.kind == "cuda":
         fallback_speed(target, 1)  # an unknown --gpu-type is an error before anything is built
-    lines = estimate_lines(estimate_plan(specs, target), slots)
-    structures = Structures(Path(default_cache_dir()), build=True)  # as estimate_plan left them: no rebuild
-    counts = count_lines(specs, structures)
-    structures.save()
-    return lines + counts
+    structures = Structures(Path(default_cache_dir()), build=True)  # the price's and the counts' (built once)
+    lines = estimate_lines(estimate_plan(specs, target, structures=structures), slots)
+    return lines + count_lines(specs, structures)

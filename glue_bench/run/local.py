@@ -153,12 +153,14 @@ class LocalExecutor:
         after = self.entries[job_id].after
         if after is None or after in self.done or after in self.sources_done:
             return "ready"
-        if self.job(after).is_done():
+        if after in self.outcome.failed:
+            return "failed"
+        if after in self.order:  # run here (or claimed by another runner: found done when its claim is refused)
+            return "wait"
+        if self.job(after).is_done():  # outside this run: read once, then remembered
             self.sources_done.add(after)
             return "ready"
-        if after in self.outcome.failed or after not in self.entries or after not in self.order:
-            return "failed"
-        return "wait"
+        return "failed"
 
     def startable(self) -> list[str]:
         """Pending jobs whose source is done; a job whose source failed (or is not part of this run) fails."""

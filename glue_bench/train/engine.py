@@ -12,6 +12,8 @@ import torch
 
 from glue_bench.spec import JobSpec
 from glue_bench.train.data import Encoded, Padding, rank_micro_batches
+from glue_bench.train.methods import method_hooks
+from glue_bench.train.methods.common import head_parameters
 from glue_bench.train.runtime import Run, to_device
 
 
@@ -80,9 +82,6 @@ def optimizer_groups(model, spec: JobSpec) -> list[dict]:
     """AdamW groups: weight decay on weight matrices, none on biases, LayerNorm parameters and (IA)³'s
     scales (they start at one: decay would pull them to zero, not to the pretrained model); within each, one group
     per learning rate: the task head's `head_learning_rate` and the method's own factors (LoRA+'s B matrices)."""
-    from glue_bench.train.methods import method_hooks
-    from glue_bench.train.methods.common import head_parameters
-
     hooks = method_hooks(model)
     head = {id(p) for p in head_parameters(model)}
     no_decay = {id(p) for m in model.modules() if isinstance(m, torch.nn.LayerNorm) for p in m.parameters()}
@@ -115,8 +114,6 @@ def train_step(engine, train: Encoded, batch_rows: np.ndarray, run: Run, accum: 
     method's hooks (`glue_bench.train.methods.MethodHooks`) around it. `step`: optimizer steps done before.
 
     Returns (sum of micro-batch task losses x examples, as a device tensor; examples seen by this rank)."""
-    from glue_bench.train.methods import method_hooks
-
     hooks = method_hooks(engine.module)
     loss_sum, examples = 0.0, 0
     for rows in rank_micro_batches(batch_rows, run.world, run.rank, accum):

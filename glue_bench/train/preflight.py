@@ -108,13 +108,6 @@ POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}
 """Position ids these encoders reserve (for the padding index) out of `max_position_embeddings`."""
 
 
-def model_config_json(model: str) -> dict | None:
-    """A model's config.json without torch: from its folder, built in for a known hub id, or the local hub cache's
-    (None if none has it)."""
-    config = config_dict(model)
-    return config if isinstance(config, dict) else None
-
-
 def check_methods_fit(specs) -> None:
     """Each method configuration of `specs` can work on its model (`glue_bench.encoders.check_fits`), where the
     model's config can be read without torch; a model whose config is not here is checked when its job starts."""
@@ -124,7 +117,7 @@ def check_methods_fit(specs) -> None:
         if key in seen:
             continue
         seen.add(key)
-        config = model_config_json(spec.model)
+        config = config_dict(spec.model)
         if config is not None and config.get("model_type") in BY_MODEL_TYPE:
             check_fits(config, spec)
 
@@ -132,7 +125,7 @@ def check_methods_fit(specs) -> None:
 def check_model_limits(spec: JobSpec) -> None:
     """The job's settings within the model's own limits, read from its config: `max_seq_length` no longer than
     its position embeddings allow."""
-    config = model_config_json(spec.model)
+    config = config_dict(spec.model)
     if config is None or not isinstance(config.get("max_position_embeddings"), int):
         return
     limit = config["max_position_embeddings"] - POSITION_OFFSET.get(config.get("model_type"), 0)

@@ -382,7 +382,7 @@ def finish(job: Job) -> dict:
     metrics = None
     if run.is_main:
         stop.crash_point("finish")  # the predictions are written; the weights and metrics.json are not
-        save_weights(out, spec, module, job.tokenizer, job.best_tensors, task)
+        save_weights(out, spec, module, job.tokenizer, job.best_tensors)
         metrics = out.write_metrics(metrics_record(job, final_dev, files, frozen_after, digests))  # last
         job.tracker.summary(summary_values(metrics))
         job.tracker.finish()

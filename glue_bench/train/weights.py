@@ -18,9 +18,9 @@ def saves_whole_model(spec: JobSpec) -> bool:
     return spec.method == "full"
 
 
-def save_weights(folder: JobDir, spec: JobSpec, module, tokenizer, tensors: dict, task: Task | None = None) -> None:
+def save_weights(folder: JobDir, spec: JobSpec, module, tokenizer, tensors: dict) -> None:
     """The best dev weights `tensors` (already loaded into `module`) of a finished job, into `folder` (peft's
-    folder is written on a fresh copy of the base model for `task`)."""
+    folder is written on a fresh copy of the base model with the task's head)."""
     if saves_whole_model(spec):
         module.save_pretrained(folder.model_dir, safe_serialization=True)
         tokenizer.save_pretrained(folder.model_dir)
@@ -34,8 +34,7 @@ def save_weights(folder: JobDir, spec: JobSpec, module, tokenizer, tensors: dict
         from glue_bench.train.methods.peft_path import write_peft_folder
         from glue_bench.train.models import load_model
 
-        task = task or get_task(spec.task)
-        write_peft_folder(module, spec, folder.peft_dir, tensors, lambda: load_model(spec.model, task))
+        write_peft_folder(module, spec, folder.peft_dir, tensors, lambda: load_model(spec.model, get_task(spec.task)))
         follow_umask(folder.peft_dir)
 
 
